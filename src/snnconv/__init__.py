@@ -1,0 +1,13 @@
+"""snnconv: convert quantization-aware ANNs into spiking neural networks that need 1-8 time steps."""
+
+from snnconv.convert import SpikingNetwork, convert, fold_bn, list_methods
+from snnconv.functional.qcfs import qcfs
+from snnconv.layers import QCFS, Add, IFNeuron, SpikingNeuron, make_act
+from snnconv.simulate import SimResult, simulate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "QCFS", "Add", "IFNeuron", "SimResult", "SpikingNetwork", "SpikingNeuron", "convert", "fold_bn",
+    "list_methods", "make_act", "qcfs", "simulate",
+]  # fmt: skip

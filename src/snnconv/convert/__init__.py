@@ -1,0 +1,12 @@
+"""ANN → SNN conversion: explicit passes over a torch.fx graph, chained per method."""
+
+from snnconv.convert.check import check_convertible
+from snnconv.convert.fold_bn import fold_bn
+from snnconv.convert.methods import convert, list_methods, register_method, replace_activations
+from snnconv.convert.network import SpikingNetwork
+from snnconv.convert.trace import SNNTracer, trace
+
+__all__ = [
+    "SNNTracer", "SpikingNetwork", "check_convertible", "convert", "fold_bn", "list_methods",
+    "register_method", "replace_activations", "trace",
+]  # fmt: skip

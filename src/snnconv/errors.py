@@ -1,0 +1,30 @@
+"""Errors raised by snnconv. Each message names the offending thing and the fix."""
+
+from __future__ import annotations
+
+
+class SnnconvError(ValueError):
+    """Base class of every error snnconv raises on bad input."""
+
+
+class ConversionError(SnnconvError):
+    """A model (or one of its layers) cannot be converted with the requested method."""
+
+
+class SimulationError(SnnconvError):
+    """Bad input to the simulation engine (shape, dtype, non-finite values, T)."""
+
+
+class RegistryError(SnnconvError, KeyError):
+    """Unknown or duplicate name in a registry (models, methods, datasets)."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(SnnconvError):
+    """A checkpoint is missing, corrupted, refused as unsafe, or does not match the model/run."""
+
+
+class TrainingDiverged(SnnconvError, RuntimeError):
+    """The training loss (or a weight) became non-finite; no checkpoint was written for that epoch."""

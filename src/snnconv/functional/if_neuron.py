@@ -1,0 +1,49 @@
+"""Integrate-and-fire neuron with reset by subtraction (seed 004 Eq. 2-4; SPEC §1), as pure functions.
+
+    m(t) = v(t-1) + I(t),   s(t) = H(m(t) - θ)  (H(0) = 1: ties fire),   v(t) = m(t) - s(t)·θ,
+    v(0) = φ·θ.
+
+``if_step`` advances one step with explicit state; ``if_scan`` runs a [T, ...] current sequence from a
+state (the layer-by-layer schedule, possibly in chunks of T). Both give bit-identical results: the scan is
+the step in a loop over t, vectorised over every neuron.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["IFState", "if_init", "if_step", "if_scan"]
+
+
+class IFState(NamedTuple):
+    v: Tensor  # membrane potential after the last step
+
+
+def if_init(like: Tensor, threshold: Tensor, phi: float = 0.5) -> IFState:
+    """v(0) = φ·θ, broadcast to the shape of one step's current ``like``."""
+    return IFState(v=(threshold * phi).expand_as(like).clone())
+
+
+def if_step(current: Tensor, state: IFState, threshold: Tensor) -> tuple[Tensor, IFState]:
+    """One step; returns the spikes (0/1, same dtype as ``current``) and the new state."""
+    m = state.v + current
+    spikes = (m >= threshold).to(current.dtype)
+    return spikes, IFState(v=m - spikes * threshold)
+
+
+def if_scan(currents: Tensor, state: IFState, threshold: Tensor) -> tuple[Tensor, IFState]:
+    """Spikes (0/1) for a [T, ...] sequence of currents, in one loop over t.
+
+    Same arithmetic as ``if_step`` (bit-identical), but updates a private copy of the potential in place.
+    """
+    v = state.v.clone()
+    spikes = torch.empty(currents.shape, dtype=currents.dtype, device=currents.device)
+    for t in range(currents.shape[0]):
+        v.add_(currents[t])
+        s = spikes[t]
+        s.copy_(v >= threshold)
+        v.sub_(s * threshold)
+    return spikes, IFState(v=v)

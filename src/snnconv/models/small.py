@@ -1,0 +1,92 @@
+"""Tiny models for unit tests and bit-serial experiments.
+
+* ``small_cnn``: conv3×3(16)-BN-act-AvgPool2d(2)-conv3×3(32)-BN-act-AvgPool2d(2)-Flatten-Linear-act-Linear;
+  a pooling stage that would shrink the map below 1×1 is dropped (as in VGG).
+* ``mlp``: Flatten-Linear-BN1d-act-Linear-act-Linear.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from snnconv.layers.act import ActFactory
+from snnconv.models.registry import check_input, init_weights, register_model, scale
+
+
+class SmallCNN(nn.Module):
+    """Two conv-BN-act-AvgPool stages and a two-layer classifier."""
+
+    def __init__(
+        self,
+        act: ActFactory,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        input_size: int = 32,
+        width: float = 1.0,
+        hidden: int | None = None,
+    ) -> None:
+        super().__init__()
+        check_input(num_classes, in_channels, input_size)
+        layers: list[nn.Module] = []
+        channels, size = in_channels, input_size
+        for c in (16, 32):
+            out = scale(c, width)
+            layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), act(out)]
+            if size // 2 >= 1:
+                layers.append(nn.AvgPool2d(2))
+                size //= 2
+            channels = out
+        self.features = nn.Sequential(*layers)
+        hidden = hidden if hidden is not None else scale(64, width)
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(channels * size * size, hidden),
+            act(hidden),
+            nn.Linear(hidden, num_classes),
+        )
+        init_weights(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x))
+
+
+class MLP(nn.Module):
+    """Flatten-Linear-BN1d-act-Linear-act-Linear on ``in_channels·input_size²`` inputs."""
+
+    def __init__(
+        self,
+        act: ActFactory,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        input_size: int = 32,
+        width: float = 1.0,
+        hidden: int | None = None,
+    ) -> None:
+        super().__init__()
+        check_input(num_classes, in_channels, input_size)
+        hidden = hidden if hidden is not None else scale(256, width)
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(in_channels * input_size * input_size, hidden),
+            nn.BatchNorm1d(hidden),
+            act(hidden),
+            nn.Linear(hidden, hidden),
+            act(hidden),
+            nn.Linear(hidden, num_classes),
+        )
+        init_weights(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+@register_model("small_cnn")
+def small_cnn(num_classes: int, in_channels: int, input_size: int, act: ActFactory, **kwargs) -> SmallCNN:
+    """Tiny CNN for unit tests; kwargs: ``width``, ``hidden`` (default 64·width)."""
+    return SmallCNN(act, num_classes, in_channels, input_size, **kwargs)
+
+
+@register_model("mlp")
+def mlp(num_classes: int, in_channels: int, input_size: int, act: ActFactory, **kwargs) -> MLP:
+    """Three-layer MLP; kwargs: ``width``, ``hidden`` (default 256·width)."""
+    return MLP(act, num_classes, in_channels, input_size, **kwargs)

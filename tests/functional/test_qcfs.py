@@ -1,0 +1,103 @@
+"""QCFS activation (seed 004 Eq. 15/17): values, straight-through gradients, module parity."""
+
+import hypothesis.strategies as st
+import pytest
+import torch
+from hypothesis import given, settings
+
+from snnconv import QCFS, qcfs
+from snnconv.functional.qcfs import qcfs_levels
+
+
+def test_hand_computed_values():
+    # θ = 1, L = 4, φ = 1/2: levels at 0, .25, .5, .75, 1; boundaries at (k - 1/2)/4
+    z = torch.tensor([-1.0, -0.1, 0.1, 0.13, 0.37, 0.38, 0.62, 0.63, 0.87, 0.88, 5.0], dtype=torch.float64)
+    expected = torch.tensor([0, 0, 0, 0.25, 0.25, 0.5, 0.5, 0.75, 0.75, 1.0, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(qcfs(z, 1.0, 4), expected, rtol=0, atol=0)
+    # θ = 2, L = 2, φ = 0: floor without shift
+    z = torch.tensor([0.0, 0.99, 1.0, 1.99, 2.0, 3.0], dtype=torch.float64)
+    torch.testing.assert_close(qcfs(z, 2.0, 2, shift=0.0), torch.tensor([0, 0, 1, 1, 2, 2.0], dtype=torch.float64))
+
+
+def _expected_grads(z: torch.Tensor, theta: float, L: int, phi: float):
+    """Eq. 17 written element by element (independent of the implementation)."""
+    gz, gt = [], []
+    for zi in z.tolist():
+        k = min(max(int(torch.floor(torch.tensor(zi * L / theta + phi))), 0), L)
+        a = k * theta / L
+        lo, hi = -phi * theta / L, theta - phi * theta / L
+        if lo < zi < hi:
+            gz.append(1.0)
+            gt.append((a - zi) / theta)
+        elif zi >= hi:
+            gz.append(0.0)
+            gt.append(1.0)
+        else:
+            gz.append(0.0)
+            gt.append(0.0)
+    return torch.tensor(gz, dtype=torch.float64), torch.tensor(gt, dtype=torch.float64)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(-5, 5, allow_nan=False), min_size=1, max_size=40),
+    st.floats(0.1, 4.0),
+    st.integers(1, 16),
+    st.sampled_from([0.0, 0.25, 0.5]),
+)
+def test_straight_through_gradients_eq17(values, theta, L, phi):
+    z = torch.tensor(values, dtype=torch.float64, requires_grad=True)
+    th = torch.tensor(theta, dtype=torch.float64, requires_grad=True)
+    w = torch.linspace(-1, 2, len(values), dtype=torch.float64)  # arbitrary upstream gradient
+    (qcfs(z, th, L, phi) * w).sum().backward()
+    gz, gt = _expected_grads(z.detach(), theta, L, phi)
+    torch.testing.assert_close(z.grad, w * gz, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(th.grad, (w * gt).sum(), rtol=1e-9, atol=1e-9)
+
+
+def test_per_channel_threshold_gradient_is_reduced_per_channel():
+    torch.manual_seed(0)
+    z = torch.randn(3, 4, 5, 5, dtype=torch.float64)
+    th = torch.tensor([0.5, 1.0, 2.0, 3.0], dtype=torch.float64, requires_grad=True)
+    qcfs(z, th.view(1, 4, 1, 1), 4).sum().backward()
+    for c in range(4):
+        _, gt = _expected_grads(z[:, c].flatten(), float(th[c]), 4, 0.5)
+        torch.testing.assert_close(th.grad[c], gt.sum(), rtol=1e-9, atol=1e-9)
+
+
+def test_module_matches_function_and_trains_threshold():
+    torch.manual_seed(0)
+    m = QCFS(8, threshold=2.0)
+    z = torch.randn(16, 3) * 2
+    torch.testing.assert_close(m(z), qcfs(z, torch.tensor(2.0), 8), rtol=0, atol=0)
+    m(z).sum().backward()
+    assert m.threshold.grad is not None and m.threshold.grad.shape == ()
+
+
+def test_softplus_threshold_is_positive_and_matches_plain():
+    m = QCFS(4, threshold=1.5, positive="softplus", per_channel=True, channels=3)
+    torch.testing.assert_close(m.theta(), torch.full((3,), 1.5), rtol=1e-6, atol=1e-6)
+    z = torch.randn(2, 3, 4, 4)
+    torch.testing.assert_close(m(z), QCFS(4, threshold=1.5)(z), rtol=1e-6, atol=1e-6)
+
+
+def test_levels_are_integers_in_range():
+    z = torch.randn(1000) * 3
+    k = qcfs_levels(z, torch.tensor(1.0), 5)
+    assert k.min() >= 0 and k.max() <= 5 and torch.equal(k, k.round())
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5])
+def test_bad_levels_rejected(bad):
+    with pytest.raises(ValueError, match="levels"):
+        qcfs(torch.zeros(3), 1.0, bad)
+    with pytest.raises(ValueError, match="levels"):
+        QCFS(bad)
+
+
+def test_negative_threshold_warns_in_training():
+    m = QCFS(4, threshold=1.0)
+    with torch.no_grad():
+        m.threshold.fill_(-0.5)
+    with pytest.warns(RuntimeWarning, match="non-positive"):
+        m(torch.randn(4))

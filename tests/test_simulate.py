@@ -1,0 +1,84 @@
+"""The simulation engine: schedules agree bit for bit, chunking, spike statistics, input validation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from helpers import randomize
+from snnconv import QCFS, convert, simulate
+from snnconv.errors import SimulationError
+from snnconv.models import create, list_models
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_layer_by_layer_equals_step_by_step(name, dtype):
+    torch.manual_seed(0)
+    ann = randomize(create(name, num_classes=10, in_channels=3, input_size=16, width=0.125)).to(dtype)
+    snn = convert(ann)
+    x = torch.randn(3, 3, 16, 16, dtype=dtype)
+    layer = simulate(snn, x, 7, schedule="layer")
+    step = simulate(snn, x, 7, schedule="step")
+    chunked = simulate(snn, x, 7, schedule="layer", chunk=3)
+    for other in (step, chunked):
+        torch.testing.assert_close(other.logits, layer.logits, rtol=0, atol=0)
+        assert other.spike_counts.keys() == layer.spike_counts.keys()
+        for k in layer.spike_counts:
+            torch.testing.assert_close(other.spike_counts[k], layer.spike_counts[k], rtol=0, atol=0)
+    assert layer.neurons == step.neurons
+    assert sum(c.sum() for c in layer.spike_counts.values()) > 0
+
+
+def _tiny():
+    torch.manual_seed(0)
+    return randomize(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), QCFS(4), nn.AvgPool2d(2),
+                                   nn.Flatten(), nn.Linear(16, 5), QCFS(4), nn.Linear(5, 3)))  # fmt: skip
+
+
+def test_result_shapes_and_rates():
+    snn = convert(_tiny())
+    x = torch.randn(6, 1, 4, 4)
+    r = simulate(snn, x, 5)
+    assert r.logits.shape == (5, 6, 3) and r.T == 5 and r.batch_size == 6
+    assert r.neurons == {"2": 4 * 4 * 4, "6": 5}
+    rates = r.spike_rates()
+    for k, c in r.spike_counts.items():
+        assert c.shape == (5,)
+        assert rates[k] == pytest.approx(float(c.sum()) / (r.neurons[k] * 6 * 5))
+        assert 0.0 <= rates[k] <= 1.0
+    assert r.correct(torch.zeros(6, dtype=torch.long)).shape == (5,)
+    # prefix property: simulating T=3 gives the first 3 steps of T=5
+    torch.testing.assert_close(simulate(snn, x, 3).logits, r.logits[:3], rtol=0, atol=0)
+
+
+def test_first_layer_current_is_computed_once(monkeypatch):
+    snn = convert(_tiny())
+    conv = snn.graph.get_submodule("0")
+    calls = []
+    conv.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    simulate(snn, torch.randn(2, 1, 4, 4), 8)
+    assert calls == [2]  # once, on the batch of 2, not on 8·2
+    calls.clear()
+    simulate(snn, torch.randn(2, 1, 4, 4), 8, schedule="step")
+    assert calls == [2]
+
+
+@pytest.mark.parametrize(
+    ("x", "T", "kw", "pattern"),
+    [
+        (torch.full((2, 1, 4, 4), float("nan")), 4, {}, "non-finite"),
+        (torch.randn(2, 1, 4, 4), 0, {}, "T must be a positive integer"),
+        (torch.randn(2, 1, 4, 4), 2.0, {}, "T must be a positive integer"),
+        (torch.randn(2, 1, 4, 4).double(), 4, {}, "float64.*network is torch.float32"),
+        (torch.randint(0, 3, (2, 1, 4, 4)), 4, {}, "floating-point"),
+        (torch.randn(2, 3, 4, 4), 4, {}, r"layer '0' failed"),
+        (torch.randn(4), 4, {}, r"batch \[B, \.\.\.\]"),
+        (torch.randn(2, 1, 4, 4), 4, {"schedule": "async"}, "schedule must be one of layer, step"),
+        (torch.randn(2, 1, 4, 4), 4, {"chunk": 0}, "chunk must be"),
+    ],
+)
+def test_bad_input_is_explained(x, T, kw, pattern):
+    with pytest.raises(SimulationError, match=pattern):
+        simulate(convert(_tiny()), x, T, **kw)
