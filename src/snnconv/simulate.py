@@ -24,6 +24,7 @@ from torch import Tensor
 from snnconv.convert.network import SpikingNetwork
 from snnconv.errors import SimulationError
 from snnconv.layers.neuron import SpikingNeuron
+from snnconv.layers.temporal import TimeAware
 
 Schedule = Literal["layer", "step"]
 SCHEDULES: tuple[str, ...] = ("layer", "step")
@@ -148,10 +149,10 @@ def _validate(snn: SpikingNetwork, x: Tensor, T: int, schedule: str, chunk: int 
             f"simulate: x is {x.dtype} on {x.device} but the network is {p.dtype} on {p.device}; "
             f"move one of them (e.g. snn.to(x.dtype) or x.to({p.dtype}))"
         )
-    if schedule == "step" and not all(m.causal for m in snn.neurons().values()):
+    if not all(m.causal for m in snn.neurons().values()) and (schedule == "step" or (chunk or T) < T):
         raise SimulationError(
             "simulate: this network's neurons fire only after integrating all T inputs (accumulate-then-fire); "
-            "use schedule='layer'"
+            "use schedule='layer' without chunk"
         )
 
 
@@ -196,7 +197,7 @@ def simulate(
         for node in program.nodes:
             if node.name in env:
                 continue
-            env[node.name] = _run_node(program, node, env, x, B, steps, partial(neuron_call, start=start))
+            env[node.name] = _run_node(program, node, env, x, B, steps, partial(neuron_call, start=start), start, T)
             if node in program.static:
                 static_cache[node.name] = env[node.name]
             for name in program.free_after[node]:
@@ -217,6 +218,8 @@ def _run_node(
     B: int,
     steps: int,
     neuron_call: Callable[[fx.Node, SpikingNeuron, Tensor], Tensor],
+    start: int,
+    T: int,
 ) -> Any:
     if node.op == "placeholder":
         return _Static(x)
@@ -235,12 +238,14 @@ def _run_node(
             raise SimulationError("the network's output is not a batch tensor")
         return None
     mod = program.modules[node.target] if node.op == "call_module" else None
-    if isinstance(mod, SpikingNeuron):
+    if isinstance(mod, (SpikingNeuron, TimeAware)):
         (inp,) = args
         if isinstance(inp, _Seq):
             cur = inp.data.view(steps, B, *inp.data.shape[1:])
         else:
             cur = inp.data.unsqueeze(0).expand(steps, *inp.data.shape)
+        if isinstance(mod, TimeAware):
+            return _Seq(_fold(_guard(node, lambda: mod.seq(cur, start, T))))
         return _Seq(_fold(_guard(node, lambda: neuron_call(node, mod, cur))))
     temporal = _has(args, _Seq) or _has(kwargs, _Seq)
     batch = temporal or _has(args, _Static) or _has(kwargs, _Static)

@@ -9,9 +9,10 @@ from snnconv.errors import ConversionError
 from snnconv.layers.add import Add
 from snnconv.layers.neuron import SpikingNeuron
 from snnconv.layers.qcfs import QCFS
+from snnconv.layers.temporal import TimeAware
 
 #: Module types that stay single call_module nodes in a traced graph.
-LEAF_TYPES: tuple[type[nn.Module], ...] = (QCFS, SpikingNeuron, Add)
+LEAF_TYPES: tuple[type[nn.Module], ...] = (QCFS, SpikingNeuron, TimeAware, Add)
 
 
 class SNNTracer(fx.Tracer):
