@@ -184,12 +184,12 @@ def simulate(
             neurons[key] = cur[0][0].numel()
         if schedule == "step":
             spikes, states[key] = mod.step(cur[0], states[key], start)
-            spikes = spikes.unsqueeze(0)
+            values = mod.output(spikes.unsqueeze(0))
         else:
-            spikes, states[key] = mod.scan(cur, states[key])
-        if record:
-            counts[key][start : start + cur.shape[0]] += spikes.sum(dim=tuple(range(1, spikes.dim())))
-        return mod.output(spikes)
+            values, states[key] = mod.scan_values(cur, states[key])
+        if record:  # a spike is a non-zero output value
+            counts[key][start : start + cur.shape[0]] += torch.count_nonzero(values.reshape(cur.shape[0], -1), dim=1)
+        return values
 
     for start in range(0, T, steps_per_run):
         steps = min(steps_per_run, T - start)

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["IFState", "if_init", "if_step", "if_scan"]
+__all__ = ["IFState", "if_init", "if_step", "if_scan", "if_scan_values"]
 
 
 class IFState(NamedTuple):
@@ -47,3 +47,18 @@ def if_scan(currents: Tensor, state: IFState, threshold: Tensor) -> tuple[Tensor
         s.copy_(v >= threshold)
         v.sub_(s * threshold)
     return spikes, IFState(v=v)
+
+
+def if_scan_values(currents: Tensor, state: IFState, threshold: Tensor) -> tuple[Tensor, IFState]:
+    """Like ``if_scan`` but returns the output values s(t)·θ directly (the engine's fast path).
+
+    Since s ∈ {0, 1}, s·θ is exact, so the potential is bit-identical to ``if_step``'s.
+    """
+    v = state.v.clone()
+    out = torch.empty(currents.shape, dtype=currents.dtype, device=currents.device)
+    for t in range(currents.shape[0]):
+        v.add_(currents[t])
+        o = out[t]
+        torch.mul(v >= threshold, threshold, out=o)
+        v.sub_(o)
+    return out, IFState(v=v)

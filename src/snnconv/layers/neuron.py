@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from snnconv.functional.if_neuron import IFState, if_init, if_scan, if_step
+from snnconv.functional.if_neuron import IFState, if_init, if_scan, if_scan_values, if_step
 from snnconv.layers.channels import channel_view
 
 
@@ -35,8 +35,13 @@ class SpikingNeuron(nn.Module):
         raise NotImplementedError
 
     def output(self, spikes: Tensor) -> Tensor:
-        """The value sent to the next layer for ``spikes`` (0/1)."""
+        """The value sent to the next layer for ``spikes`` (0/1) of shape [T, B, ...]; non-zero iff a spike."""
         raise NotImplementedError
+
+    def scan_values(self, currents: Tensor, state: Any) -> tuple[Tensor, Any]:
+        """``output(scan(...))`` in one go; neurons override it with a fused version (the engine calls this)."""
+        spikes, state = self.scan(currents, state)
+        return self.output(spikes), state
 
     def forward(self, currents: Tensor) -> Tensor:
         """Direct use on a [T, B, ...] sequence from the initial state: the output values s(t)·θ."""
@@ -74,6 +79,9 @@ class IFNeuron(SpikingNeuron):
 
     def output(self, spikes: Tensor) -> Tensor:
         return spikes * self._theta(spikes.dim())
+
+    def scan_values(self, currents: Tensor, state: IFState) -> tuple[Tensor, IFState]:
+        return if_scan_values(currents, state, self._theta(currents.dim() - 1))
 
     def extra_repr(self) -> str:
         th = self.threshold

@@ -54,9 +54,7 @@ def get_builder(name: str) -> ModelBuilder:
     try:
         return _MODELS[name]
     except KeyError:
-        raise RegistryError(
-            f"unknown model {name!r}; registered models: {', '.join(list_models())}"
-        ) from None
+        raise RegistryError(f"unknown model {name!r}; registered models: {', '.join(list_models())}") from None
 
 
 def create(

@@ -32,9 +32,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample: nn.Module = nn.Identity()
         if stride != 1 or in_planes != planes:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
-            )
+            self.downsample = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
         self.add = Add()
         self.act2 = act(planes)
 
@@ -70,9 +68,7 @@ class ResNet(nn.Module):
                 nn.AvgPool2d(3, stride=2, padding=1),
             )
         else:
-            self.stem = nn.Sequential(
-                nn.Conv2d(in_channels, c0, 3, 1, 1, bias=False), nn.BatchNorm2d(c0), act(c0)
-            )
+            self.stem = nn.Sequential(nn.Conv2d(in_channels, c0, 3, 1, 1, bias=False), nn.BatchNorm2d(c0), act(c0))
         stages: list[nn.Module] = []
         in_planes = c0
         for i, (n, p) in enumerate(zip(blocks, planes, strict=True)):
