@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from helpers import randomize
-from snnconv import QCFS, convert, simulate
+from snnconv import QCFS, convert, make_act, simulate
 from snnconv.errors import SimulationError
 from snnconv.models import create, list_models
 
@@ -29,6 +29,23 @@ def test_layer_by_layer_equals_step_by_step(name, dtype):
             torch.testing.assert_close(other.spike_counts[k], layer.spike_counts[k], rtol=0, atol=0)
     assert layer.neurons == step.neurons
     assert sum(c.sum() for c in layer.spike_counts.values()) > 0
+
+
+@pytest.mark.parametrize("name", ["small_cnn", "resnet20", "mlp"])
+def test_channelwise_thresholds_schedules_agree(name):
+    torch.manual_seed(0)
+    ann = randomize(create(name, in_channels=3, input_size=16, width=0.125, act=make_act("csqcfs", levels=4)))
+    with torch.no_grad():  # distinct per-channel thresholds
+        for m in ann.modules():
+            if isinstance(m, QCFS):
+                m.threshold.uniform_(0.0, 2.0)
+    snn = convert(ann)
+    assert any(n.threshold.dim() == 1 for n in snn.neurons().values())
+    x = torch.randn(3, 3, 16, 16)
+    layer, step = simulate(snn, x, 5), simulate(snn, x, 5, schedule="step")
+    torch.testing.assert_close(step.logits, layer.logits, rtol=0, atol=0)
+    assert layer.spike_counts.keys() == step.spike_counts.keys()
+    assert all(torch.equal(layer.spike_counts[k], step.spike_counts[k]) for k in layer.spike_counts)
 
 
 def _tiny():

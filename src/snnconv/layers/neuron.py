@@ -78,7 +78,7 @@ class IFNeuron(SpikingNeuron):
         return if_step(current, state, self._theta(current.dim()))
 
     def output(self, spikes: Tensor) -> Tensor:
-        return spikes * self._theta(spikes.dim())
+        return spikes * self._theta(spikes.dim() - 1)
 
     def scan_values(self, currents: Tensor, state: IFState) -> tuple[Tensor, IFState]:
         return if_scan_values(currents, state, self._theta(currents.dim() - 1))
