@@ -1,0 +1,351 @@
+"""Model- and data-agnostic training loop with atomic checkpoints and bit-exact resume.
+
+Reproducible data order: epoch ``e`` (0-based) shuffles with ``epoch_generator(config.seed, e)``. ``fit``
+accepts either a ``DataLoader`` (before each epoch its ``RandomSampler`` gets that generator -- or a
+``DistributedSampler`` gets ``set_epoch(e)`` -- and ``loader.generator`` gets a second stream, which seeds
+the worker processes) or a callable ``make_train_loader(epoch) -> iterable`` that builds the epoch's batches
+itself (use ``epoch_generator`` there). All other randomness (dropout, augmentation in the main process)
+comes from the global RNGs, whose states are stored in every checkpoint and restored on resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from snnconv.checkpoint import (
+    KIND_MODEL,
+    KIND_TRAIN,
+    atomic_write,
+    load_checkpoint,
+    load_model_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from snnconv.errors import CheckpointError, SnnconvError, TrainingDiverged
+
+ACTS = ("relu", "qcfs", "csqcfs")
+OPTIMIZERS = ("sgd", "adam")
+_RUNTIME_KEYS = frozenset({"out", "device", "num_workers", "amp"})  # may change between resumes
+
+
+@dataclass
+class TrainConfig:
+    model: str
+    dataset: str
+    act: str = "qcfs"
+    levels: int = 4
+    epochs: int = 300
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    optimizer: str = "sgd"
+    nesterov: bool = False
+    label_smoothing: float = 0.0
+    seed: int = 0
+    threshold_init: float = 8.0
+    width: float = 1.0
+    subset: int | None = None
+    amp: bool = False  # bf16 autocast, only when running on CUDA
+    device: str = "auto"
+    num_workers: int = 0
+    augment: bool = True
+    autoaugment: bool = False
+    cutout: bool = False
+    qcfs_reg: float = 0.0  # reserved
+    out: str = "runs/snnconv"
+
+    def __post_init__(self) -> None:
+        if self.act not in ACTS:
+            raise SnnconvError(f"TrainConfig: act must be one of {ACTS}, got {self.act!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise SnnconvError(f"TrainConfig: optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        for name in ("levels", "epochs", "batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise SnnconvError(f"TrainConfig: {name} must be a positive integer, got {getattr(self, name)!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise SnnconvError(f"TrainConfig: seed must be a non-negative integer, got {self.seed!r}")
+        if not self.lr > 0:
+            raise SnnconvError(f"TrainConfig: lr must be > 0, got {self.lr!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise SnnconvError(f"TrainConfig: unknown keys {unknown}; known keys: {sorted(known)}")
+        return cls(**d)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python ``random``, numpy and torch (CPU and all CUDA devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """A CPU generator seeded from (seed, epoch, stream) only: epoch ``e`` shuffles alike in every run."""
+    state = np.random.SeedSequence([seed, epoch, stream]).generate_state(2, dtype=np.uint32)
+    g = torch.Generator()
+    g.manual_seed(int(state[0]) << 32 | int(state[1]))
+    return g
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (momentum, optional Nesterov) or Adam; weight decay on all parameters, as in the QCFS reference."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        params,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=config.nesterov,
+    )
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """Cosine annealing over ``config.epochs``, stepped once per epoch."""
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+
+
+def restore_training_state(ckpt: dict, model: nn.Module, optimizer, scheduler, *, source: str = "checkpoint"):
+    """Load model, optimizer, scheduler and RNG states from a ``snnconv-train`` checkpoint."""
+    saved = ckpt.get("config", {}).get("model")
+    load_model_state(model, ckpt["model"], source=source, saved_model=saved)
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    set_rng_state(ckpt["rng"])
+
+
+def _epoch_loader(train_loader: Any, seed: int, epoch: int) -> Iterable:
+    if callable(train_loader) and not hasattr(train_loader, "__iter__"):
+        return train_loader(epoch)
+    sampler = getattr(train_loader, "sampler", None)
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+    elif hasattr(sampler, "generator"):
+        sampler.generator = epoch_generator(seed, epoch)
+    if hasattr(train_loader, "generator"):
+        train_loader.generator = epoch_generator(seed, epoch, stream=1)
+    return train_loader
+
+
+def _autocast(enabled: bool):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str = "cpu", *, amp: bool = False) -> dict:
+    """Mean cross-entropy and top-1 accuracy (fraction) of ``model`` on ``loader``."""
+    was_training = model.training
+    model.eval()
+    loss, correct, seen = 0.0, 0, 0
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with _autocast(amp):
+            out = model(x).float()
+        loss += F.cross_entropy(out, y, reduction="sum").item()
+        correct += int((out.argmax(1) == y).sum())
+        seen += len(y)
+    model.train(was_training)
+    return {"loss": loss / max(seen, 1), "acc": correct / max(seen, 1)}
+
+
+def _nonfinite(model: nn.Module) -> list[str]:
+    tensors = list(model.named_parameters()) + list(model.named_buffers())
+    return [n for n, t in tensors if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
+def fit(
+    model: nn.Module,
+    train_loader: Iterable | Callable[[int], Iterable],
+    test_loader: Iterable,
+    config: TrainConfig,
+    out_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    extra_loss: Callable[[nn.Module, Tensor, Tensor], Tensor] | None = None,
+    callbacks: Sequence[Callable[[dict], bool | None]] = (),
+) -> dict:
+    """Train ``model`` for ``config.epochs`` epochs; write last.pt, best.pt, metrics.jsonl to ``out_dir``.
+
+    ``extra_loss(model, logits, targets)`` is added to the cross entropy. Each callback gets
+    ``{"epoch", "metrics", "model", "optimizer", "scheduler"}`` after the epoch's checkpoint; returning
+    True stops training. Returns ``{"best_acc", "best_epoch", "final_acc", "epochs_completed", "history",
+    "out_dir", "stopped_early"}``. Seed and build the model before calling; a fresh run reseeds with
+    ``config.seed`` for the training randomness, ``resume=True`` restores everything from ``last.pt``.
+    """
+    out = Path(out_dir if out_dir is not None else config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    last, best, metrics_path = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
+    device = resolve_device(config.device)
+    use_amp = config.amp and device.type == "cuda"
+    model.to(device)
+    optimizer, cfg = make_optimizer(model, config), config.to_dict()
+    scheduler = make_scheduler(optimizer, config)
+    start, best_acc, best_epoch, history = 0, -1.0, 0, []
+    if resume:
+        if not last.is_file():
+            raise CheckpointError(f"cannot resume: {last} does not exist; run without resume to start fresh")
+        ckpt = load_checkpoint(last, kind=KIND_TRAIN)
+        diff = [
+            f"{k}: {ckpt['config'].get(k)!r} -> {cfg.get(k)!r}"
+            for k in sorted(set(cfg) | set(ckpt["config"]))
+            if k not in _RUNTIME_KEYS and ckpt["config"].get(k) != cfg.get(k)
+        ]
+        if diff:
+            raise CheckpointError(
+                f"cannot resume {last}: the config differs ({'; '.join(diff)}); "
+                "resume with the same settings or start a new run directory"
+            )
+        restore_training_state(ckpt, model, optimizer, scheduler, source=str(last))
+        start, best_acc, best_epoch = ckpt["epoch"], ckpt["best_acc"], ckpt["best_epoch"]
+        if metrics_path.exists():  # drop lines of epochs that never reached last.pt
+            lines = [json.loads(s) for s in metrics_path.read_text().splitlines() if s.strip()]
+            history = [m for m in lines if m["epoch"] <= start]
+        if ckpt.get("metrics") and (not history or history[-1]["epoch"] < start):
+            history.append(ckpt["metrics"])  # crash between last.pt and the metrics line
+        _write_text(metrics_path, "".join(json.dumps(m) + "\n" for m in history))
+        if best_epoch == start and best_epoch > 0 and _saved_epoch(best) != best_epoch:
+            save_checkpoint(best, _model_payload(ckpt), kind=KIND_MODEL)  # crash between last.pt and best.pt
+    else:
+        if last.exists():
+            raise CheckpointError(f"{out} already holds a run ({last}); pass resume=True or choose another out dir")
+        seed_everything(config.seed)
+        metrics_path.unlink(missing_ok=True)
+    _write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
+    saved_epoch = start if resume else None
+    stopped = False
+    for epoch in range(start, config.epochs):
+        t0, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
+        model.train()
+        loss_sum, correct, seen = 0.0, torch.zeros((), dtype=torch.long, device=device), 0
+        bar = tqdm(
+            _epoch_loader(train_loader, config.seed, epoch),
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=None,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        for step, (x, y) in enumerate(bar):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with _autocast(use_amp):
+                logits = model(x).float()
+                loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                if extra_loss is not None:
+                    loss = loss + extra_loss(model, logits, y)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise _diverged(config, epoch, f"step {step + 1}: loss is {value}", last, saved_epoch, lr)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += value * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(y)
+            if step % 20 == 0 and not bar.disable:
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * int(correct) / seen:.2f}%")
+        scheduler.step()
+        bad = _nonfinite(model)
+        if bad:
+            raise _diverged(config, epoch, f"end of epoch: non-finite weights in {bad[:5]}", last, saved_epoch, lr)
+        ev = evaluate(model, test_loader, device, amp=use_amp)
+        improved = ev["acc"] > best_acc
+        if improved:
+            best_acc, best_epoch = ev["acc"], epoch + 1
+        metrics = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss": loss_sum / max(seen, 1),
+            "train_acc": int(correct) / max(seen, 1),
+            "test_loss": ev["loss"],
+            "test_acc": ev["acc"],
+            "best_acc": best_acc,
+            "time_s": round(time.perf_counter() - t0, 3),
+        }
+        payload = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch + 1,
+            "best_acc": best_acc,
+            "best_epoch": best_epoch,
+            "rng": rng_state(),
+            "config": cfg,
+            "metrics": metrics,
+        }
+        save_checkpoint(last, payload, kind=KIND_TRAIN)  # last.pt first: resume heals a missing best.pt
+        saved_epoch = epoch + 1
+        if improved:
+            save_checkpoint(best, _model_payload(payload), kind=KIND_MODEL)
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        history.append(metrics)
+        info = {
+            "epoch": epoch + 1,
+            "metrics": metrics,
+            "model": model,
+            "optimizer": optimizer,
+            "scheduler": scheduler,
+        }
+        if any([bool(cb(info)) for cb in callbacks]):
+            stopped = True
+            break
+    return {
+        "best_acc": best_acc,
+        "best_epoch": best_epoch,
+        "final_acc": history[-1]["test_acc"] if history else None,
+        "epochs_completed": history[-1]["epoch"] if history else start,
+        "history": history,
+        "out_dir": str(out),
+        "stopped_early": stopped,
+    }
+
+
+def _model_payload(p: dict) -> dict:
+    return {k: p[k] for k in ("model", "config", "epoch", "best_acc", "metrics") if k in p}
+
+
+def _saved_epoch(path: Path) -> int | None:
+    try:
+        return load_checkpoint(path).get("epoch")
+    except CheckpointError:
+        return None
+
+
+def _write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def _diverged(config: TrainConfig, epoch: int, what: str, last: Path, saved: int | None, lr: float):
+    good = f"last good checkpoint: {last} (epoch {saved})" if saved else "no checkpoint was written yet"
+    return TrainingDiverged(
+        f"training diverged at epoch {epoch + 1}/{config.epochs}, {what}; {good}. "
+        f"Lower the learning rate (lr was {lr:.4g}) or check the data/model for NaNs"
+    )
