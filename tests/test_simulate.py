@@ -19,10 +19,11 @@ def test_layer_by_layer_equals_step_by_step(name, dtype):
     ann = randomize(create(name, num_classes=10, in_channels=3, input_size=16, width=0.125)).to(dtype)
     snn = convert(ann)
     x = torch.randn(3, 3, 16, 16, dtype=dtype)
-    layer = simulate(snn, x, 7, schedule="layer")
+    layer = simulate(snn, x, 7, schedule="layer", chunk=None)  # all 7 steps folded into the batch
     step = simulate(snn, x, 7, schedule="step")
     chunked = simulate(snn, x, 7, schedule="layer", chunk=3)
-    for other in (step, chunked):
+    auto = simulate(snn, x, 7, fold_bytes=4096)  # auto chunk from a tiny budget: 1 step per chunk
+    for other in (step, chunked, auto):
         torch.testing.assert_close(other.logits, layer.logits, rtol=0, atol=0)
         assert other.spike_counts.keys() == layer.spike_counts.keys()
         for k in layer.spike_counts:

@@ -1,5 +1,6 @@
 """snnconv: convert quantization-aware ANNs into spiking neural networks that need 1-8 time steps."""
 
+from snnconv import models
 from snnconv.convert import SpikingNetwork, convert, fold_bn, list_methods
 from snnconv.functional.qcfs import qcfs
 from snnconv.layers import QCFS, Add, IFNeuron, SpikingNeuron, make_act
@@ -9,5 +10,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "QCFS", "Add", "IFNeuron", "SimResult", "SpikingNetwork", "SpikingNeuron", "convert", "fold_bn",
-    "list_methods", "make_act", "qcfs", "simulate",
+    "list_methods", "make_act", "models", "qcfs", "simulate",
 ]  # fmt: skip

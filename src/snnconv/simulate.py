@@ -2,7 +2,8 @@
 
 * ``"layer"`` (layer by layer): each conv/linear runs once on a [T·B, ...] tensor (time folded into the batch),
   each neuron scans over T. ``chunk`` bounds memory by folding at most ``chunk`` steps at a time (neuron state
-  carries over between chunks).
+  carries over between chunks); ``chunk="auto"`` (default) picks the largest chunk whose biggest folded
+  activation fits ``fold_bytes`` (measured on step 1), ``chunk=None`` folds all T steps at once.
 * ``"step"`` (step by step): every layer advances one step at a time; memory O(layers), not O(T).
 
 Values that do not depend on time (the analog input and everything computed from it before the first neuron,
@@ -126,15 +127,15 @@ class _Program:
                     self.free_after[n].append(a.name)
 
 
-def _validate(snn: SpikingNetwork, x: Tensor, T: int, schedule: str, chunk: int | None) -> None:
+def _validate(snn: SpikingNetwork, x: Tensor, T: int, schedule: str, chunk: int | str | None) -> None:
     if not isinstance(x, Tensor):
         raise SimulationError(f"simulate: x must be a tensor, got {type(x).__name__}")
     if not isinstance(T, int) or isinstance(T, bool) or T < 1:
         raise SimulationError(f"simulate: T must be a positive integer number of time steps, got {T!r}")
     if schedule not in SCHEDULES:
         raise SimulationError(f"simulate: schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
-    if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
-        raise SimulationError(f"simulate: chunk must be a positive integer or None, got {chunk!r}")
+    if chunk is not None and chunk != "auto" and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
+        raise SimulationError(f"simulate: chunk must be a positive integer, 'auto' or None, got {chunk!r}")
     if x.dim() < 2 or x.shape[0] == 0:
         raise SimulationError(f"simulate: x must be a non-empty batch [B, ...], got shape {tuple(x.shape)}")
     if not x.is_floating_point():
@@ -149,7 +150,7 @@ def _validate(snn: SpikingNetwork, x: Tensor, T: int, schedule: str, chunk: int 
             f"simulate: x is {x.dtype} on {x.device} but the network is {p.dtype} on {p.device}; "
             f"move one of them (e.g. snn.to(x.dtype) or x.to({p.dtype}))"
         )
-    if not all(m.causal for m in snn.neurons().values()) and (schedule == "step" or (chunk or T) < T):
+    if not _causal(snn) and (schedule == "step" or (isinstance(chunk, int) and chunk < T)):
         raise SimulationError(
             "simulate: this network's neurons fire only after integrating all T inputs (accumulate-then-fire); "
             "use schedule='layer' without chunk"
@@ -163,14 +164,22 @@ def simulate(
     T: int,
     *,
     schedule: Schedule = "layer",
-    chunk: int | None = None,
+    chunk: int | Literal["auto"] | None = "auto",
+    fold_bytes: int = 64 * 2**20,
     record: bool = True,
 ) -> SimResult:
     """Run ``snn`` on a batch ``x`` (direct coding: the analog input at every step) for ``T`` steps."""
     _validate(snn, x, T, schedule, chunk)
     program = _Program(snn.graph)
     B = x.shape[0]
-    steps_per_run = 1 if schedule == "step" else (chunk or T)
+    if schedule == "step":
+        steps_per_run = 1
+    elif chunk is None or not _causal(snn):
+        steps_per_run = T
+    elif chunk == "auto":
+        steps_per_run = 1  # step 1 measures the largest per-step activation, then the chunk size is set
+    else:
+        steps_per_run = chunk
     states: dict[str, Any] = {}
     counts: dict[str, Tensor] = {n.target: x.new_zeros(T) for n in program.neuron_nodes} if record else {}
     neurons: dict[str, int] = {}
@@ -191,23 +200,34 @@ def simulate(
             counts[key][start : start + cur.shape[0]] += torch.count_nonzero(values.reshape(cur.shape[0], -1), dim=1)
         return values
 
-    for start in range(0, T, steps_per_run):
+    start = 0
+    while start < T:
         steps = min(steps_per_run, T - start)
         env: dict[str, Any] = dict(static_cache)
+        step_bytes = 0
         for node in program.nodes:
             if node.name in env:
                 continue
-            env[node.name] = _run_node(program, node, env, x, B, steps, partial(neuron_call, start=start), start, T)
+            value = _run_node(program, node, env, x, B, steps, partial(neuron_call, start=start), start, T)
+            env[node.name] = value
+            if isinstance(value, _Seq):
+                step_bytes = max(step_bytes, value.data.numel() * value.data.element_size() // steps)
             if node in program.static:
-                static_cache[node.name] = env[node.name]
+                static_cache[node.name] = value
             for name in program.free_after[node]:
                 env.pop(name, None)
-        out = env["__output__"]
-        outputs.append(out)
+        outputs.append(env["__output__"])
+        start += steps
+        if chunk == "auto" and schedule == "layer" and start == 1:
+            steps_per_run = max(1, fold_bytes // max(1, step_bytes))
 
     total = torch.cat(outputs, dim=0)  # (T, B, K) output currents
     t = torch.arange(1, T + 1, dtype=total.dtype, device=total.device).view(T, *([1] * (total.dim() - 1)))
     return SimResult(logits=total.cumsum(0) / t, spike_counts=counts, neurons=neurons, batch_size=B)
+
+
+def _causal(snn: SpikingNetwork) -> bool:
+    return all(m.causal for m in snn.neurons().values())
 
 
 def _run_node(

@@ -1,0 +1,121 @@
+"""Simulation speed: SNN time over T BN-folded ANN passes, both schedules, img/s and peak RSS.
+
+    .venv/bin/python benchmarks/simulate.py [--model vgg16] [--batch 32] [--T 1,4,8,32] [--threads 2]
+
+Times are medians of repeats after a warm-up, all measured in this one process (the ANN baseline in the same
+run). Peak RSS is measured per setup in a fresh subprocess (ru_maxrss). Results: a table on stdout and
+benchmarks/results/simulate_<model>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+
+
+def build(model: str, batch: int, seed: int = 0):
+    from snnconv import QCFS, convert, fold_bn
+    from snnconv.models import create
+
+    torch.manual_seed(seed)
+    ann = create(model, num_classes=10, in_channels=3, input_size=32).eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # BN statistics and thresholds of a plausible trained net (random weights)
+        for m in ann.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.2, 0.2, generator=g)
+                m.running_var.uniform_(0.5, 1.5, generator=g)
+            elif isinstance(m, QCFS):
+                m.threshold.fill_(1.0)
+    x = torch.randn(batch, 3, 32, 32, generator=g)
+    return fold_bn(ann), convert(ann), x
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def one(model: str, batch: int, what: str, T: int, schedule: str, repeats: int) -> dict:
+    from snnconv import simulate
+
+    folded, snn, x = build(model, batch)
+    with torch.no_grad():
+        if what == "ann":
+            t = median_time(lambda: folded(x), repeats)
+        else:
+            t = median_time(lambda: simulate(snn, x, T, schedule=schedule), repeats)
+    return {"seconds": t, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def rss_subprocess(args, what: str, T: int, schedule: str) -> float:
+    cmd = [sys.executable, __file__, "--one", what, str(T), schedule, "--model", args.model,
+           "--batch", str(args.batch), "--threads", str(args.threads), "--repeats", "1"]  # fmt: skip
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["peak_rss_mb"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="vgg16")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--T", default="1,4,8,32")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--no-rss", action="store_true", help="skip the per-setup peak-RSS subprocesses")
+    p.add_argument("--one", nargs=3, metavar=("WHAT", "T", "SCHEDULE"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.one:
+        what, T, schedule = args.one
+        print(json.dumps(one(args.model, args.batch, what, int(T), schedule, args.repeats)))
+        return
+
+    from snnconv import simulate
+    from snnconv.report import table
+
+    folded, snn, x = build(args.model, args.batch)
+    Ts = [int(t) for t in args.T.split(",")]
+    rows, records = [], []
+    with torch.no_grad():
+        t_ann = median_time(lambda: folded(x), args.repeats)
+        rss = None if args.no_rss else rss_subprocess(args, "ann", 1, "layer")
+        rows.append(["ANN (BN folded)", "-", f"{args.batch / t_ann:.1f}", "1.000", rss and f"{rss:.0f}"])
+        records.append({"setup": "ann", "seconds": t_ann, "peak_rss_mb": rss})
+        for T in Ts:
+            for schedule in ("layer", "step"):
+                reps = max(1, args.repeats if T <= 8 else args.repeats // 2)
+                t = median_time(lambda T=T, s=schedule: simulate(snn, x, T, schedule=s), reps)
+                rss = None if args.no_rss else rss_subprocess(args, "snn", T, schedule)
+                ratio = t / (T * t_ann)
+                rows.append([f"SNN {schedule}", T, f"{args.batch / t:.1f}", f"{ratio:.3f}", rss and f"{rss:.0f}"])
+                records.append({"setup": f"snn-{schedule}", "T": T, "seconds": t, "ratio_to_T_ann": ratio,
+                                "peak_rss_mb": rss})  # fmt: skip
+    print(f"{args.model}, batch {args.batch}, {args.threads} threads, torch {torch.__version__}, "
+          f"{platform.processor() or platform.machine()}")  # fmt: skip
+    print(table(["setup", "T", "img/s", "time / (T x ANN)", "peak RSS MB"], rows))
+    out = HERE / "results" / f"simulate_{args.model}.json"
+    out.parent.mkdir(exist_ok=True)
+    meta = {"model": args.model, "batch": args.batch, "threads": args.threads, "torch": torch.__version__}
+    out.write_text(json.dumps({"meta": meta, "results": records}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+import sys
+
+from snnconv.cli import main
+
+sys.exit(main())

@@ -1,0 +1,243 @@
+"""Command line: ``snnconv train | evaluate | demo | list`` (also ``python -m snnconv``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from snnconv.errors import SnnconvError
+
+
+def _T_list(text: str) -> list[int]:
+    try:
+        values = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--T must be comma-separated integers like 1,2,4,8, got {text!r}") from None
+    if not values or values[0] < 1:
+        raise argparse.ArgumentTypeError(f"--T values must be positive integers, got {text!r}")
+    return values
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    from snnconv.data import list_datasets
+    from snnconv.layers.act import ACT_KINDS
+    from snnconv.models import list_models
+
+    p.add_argument("--model", default="vgg16", choices=list_models())
+    p.add_argument("--dataset", default="fashion-mnist", choices=list_datasets())
+    p.add_argument("--act", default="qcfs", choices=ACT_KINDS, help="activation (relu for baselines)")
+    p.add_argument("--levels", type=_positive_int, default=4, help="QCFS quantization levels L")
+    p.add_argument("--epochs", type=_positive_int, default=100)
+    p.add_argument("--batch-size", type=_positive_int, default=128)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
+    p.add_argument("--threshold-init", type=float, default=8.0, help="initial QCFS threshold λ")
+    p.add_argument("--subset", type=_positive_int, default=None, help="train on the first N samples only")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--autoaugment", action="store_true")
+    p.add_argument("--cutout", action="store_true")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--data-root", default=None, help="dataset folder (default: standard locations)")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+
+
+def _config(args: argparse.Namespace):
+    from snnconv.train import TrainConfig
+
+    return TrainConfig(
+        model=args.model, dataset=args.dataset, act=args.act, levels=args.levels, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, optimizer=args.optimizer,
+        seed=args.seed, width=args.width, threshold_init=args.threshold_init, subset=args.subset,
+        augment=not args.no_augment, autoaugment=args.autoaugment, cutout=args.cutout, device=args.device,
+        num_workers=args.num_workers, out=args.out,
+    )  # fmt: skip
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from snnconv.runs import train_run
+
+    result = train_run(_config(args), resume=args.resume, root=args.data_root)
+    print(f"best test accuracy {100 * result['best_acc']:.2f}% (epoch {result['best_epoch']}) -> {result['out_dir']}")
+    return 0
+
+
+def evaluate_run(
+    run: str | Path,
+    T: Sequence[int],
+    *,
+    method: str = "if",
+    batch_size: int = 128,
+    subset: int | None = None,
+    schedule: str = "layer",
+    chunk: int | None = None,
+    checkpoint: str = "best",
+    root: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate a run directory: ANN accuracy and SNN accuracy at each T; returns the JSON-ready report."""
+    from snnconv.convert import convert
+    from snnconv.evaluate import sweep
+    from snnconv.runs import load_run, test_loader
+
+    ann, config = load_run(run, checkpoint)
+    snn = convert(ann, method=method)
+    loader = test_loader(config, batch_size=batch_size, subset=subset, root=root)
+    started = time.perf_counter()
+    result = sweep(snn, loader, T, ann=ann, schedule=schedule, chunk=chunk, progress=progress)
+    return {
+        "model": config.model,
+        "dataset": config.dataset,
+        "method": method,
+        "act": config.act,
+        "levels": config.levels,
+        "checkpoint": checkpoint,
+        "schedule": schedule,
+        **result.to_dict(),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def print_report(report: dict) -> None:
+    from snnconv.report import accuracy_table, table
+
+    T = report["T"]
+    snn = {t: report["snn_accuracy"][str(t)] for t in T}
+    rates = {t: report["total_spike_rate"][str(t)] for t in T}
+    print(
+        f"{report['model']} on {report['dataset']}, {report['act']} L={report['levels']}, method={report['method']}"
+        f" ({report['samples']} test images, {report['seconds']} s)"
+    )
+    print(f"ANN accuracy: {report['ann_accuracy']:.2f}%")
+    print(accuracy_table(T, snn, report["ann_accuracy"], rates))
+    print(f"\nper-layer spike rate (spikes / (neurons · T), T={T[-1]}):")
+    print(table(["layer", "spike rate"], [[k, f"{v:.4f}"] for k, v in report["spike_rate"].items()]))
+
+
+def _write_outputs(report: dict, run: Path, json_path: str | None) -> None:
+    from snnconv.report import plot_accuracy
+
+    out = Path(json_path) if json_path else run / f"eval_{report['method']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    snn = {int(t): a for t, a in report["snn_accuracy"].items()}
+    png = plot_accuracy(out.with_suffix(".png"), {f"SNN ({report['method']})": snn}, report["ann_accuracy"],
+                        f"{report['model']} / {report['dataset']} / L={report['levels']}")  # fmt: skip
+    print(f"\nwrote {out} and {png}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    report = evaluate_run(
+        args.run, args.T, method=args.method, batch_size=args.batch_size, subset=args.subset,
+        schedule=args.schedule, chunk=args.chunk, checkpoint=args.checkpoint, root=args.data_root,
+    )  # fmt: skip
+    print_report(report)
+    _write_outputs(report, Path(args.run), args.json)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job: train a small QCFS VGG on Fashion-MNIST, convert it, print accuracy vs T."""
+    from snnconv.runs import train_run
+    from snnconv.train import TrainConfig
+
+    out = Path(args.out)
+    config = TrainConfig(
+        model="vgg11", dataset="fashion-mnist", act="qcfs", levels=4, epochs=args.epochs, batch_size=128,
+        lr=0.05, width=0.25, threshold_init=4.0, seed=args.seed, subset=args.subset, out=str(out),
+    )  # fmt: skip
+    started = time.perf_counter()
+    print(f"[1/2] training {config.model} (width {config.width}, QCFS L={config.levels}) on Fashion-MNIST ...")
+    resume = (out / "last.pt").is_file()
+    if resume:
+        print(f"      resuming {out}/last.pt")
+    train_run(config, resume=resume)
+    print(f"[2/2] converting to an IF-neuron SNN and simulating T = 1..{max(args.T)} ...")
+    report = evaluate_run(out, args.T, batch_size=256)
+    print()
+    print_report(report)
+    _write_outputs(report, out, None)
+    print(f"total time {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from snnconv.convert import list_methods
+    from snnconv.data import list_datasets
+    from snnconv.models import list_models
+
+    print("models:   " + ", ".join(list_models()))
+    print("datasets: " + ", ".join(list_datasets()))
+    print("methods:  " + ", ".join(list_methods()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from snnconv.convert import list_methods
+
+    parser = argparse.ArgumentParser(prog="snnconv", description="Convert quantization-aware ANNs into SNNs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train an ANN (QCFS or ReLU) into a run directory")
+    _add_train_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="ANN and SNN accuracy at each T for a run directory")
+    p.add_argument("run", help="run directory written by 'snnconv train'")
+    p.add_argument("--T", type=_T_list, default=_T_list("1,2,4,8,16,32"), help="e.g. 1,2,4,8,16,32")
+    p.add_argument("--method", default="if", choices=list_methods())
+    p.add_argument("--batch-size", type=_positive_int, default=128)
+    p.add_argument("--subset", type=_positive_int, default=None, help="first N test images only")
+    p.add_argument("--schedule", default="layer", choices=("layer", "step"))
+    p.add_argument("--chunk", type=_positive_int, default=None, help="fold at most this many steps at once")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--json", default=None, help="write the report here (default RUN/eval_<method>.json)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="train + convert + accuracy-vs-T on Fashion-MNIST (the main job)")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--epochs", type=_positive_int, default=4)
+    p.add_argument("--subset", type=_positive_int, default=None, help="train on the first N images only")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--T", type=_T_list, default=_T_list("1,2,4,8,16,32"))
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("list", help="registered models, datasets and conversion methods")
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SnnconvError as exc:  # bad input: one clear line, no traceback
+        print(f"snnconv {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command (train: add --resume) to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

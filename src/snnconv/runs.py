@@ -1,0 +1,70 @@
+"""Run directories: build the model and data a TrainConfig names, train it, and load it back for evaluation.
+
+A run directory holds ``config.json``, ``last.pt`` (resumable training state), ``best.pt`` (best weights),
+``metrics.jsonl`` and, after ``snnconv evaluate``, ``eval_<method>.json`` and plots.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from torch import nn
+
+from snnconv.checkpoint import KIND_MODEL, KIND_TRAIN, load_checkpoint, load_model_state
+from snnconv.data import dataset_info, make_loader
+from snnconv.errors import CheckpointError
+from snnconv.layers.act import make_act
+from snnconv.models import create
+from snnconv.train import TrainConfig, fit, resolve_device, seed_everything
+
+
+def build_model(config: TrainConfig) -> nn.Module:
+    """The model a config describes (architecture, dataset shape, activation, width)."""
+    info = dataset_info(config.dataset)
+    return create(
+        config.model,
+        num_classes=info.num_classes,
+        in_channels=info.in_channels,
+        input_size=info.input_size[0],
+        act=make_act(config.act, levels=config.levels, threshold=config.threshold_init),
+        width=config.width,
+    )
+
+
+def test_loader(config: TrainConfig, *, batch_size: int = 256, subset: int | None = None,
+                root: str | os.PathLike | None = None):  # fmt: skip
+    return make_loader(config.dataset, batch_size, shuffle=False, train=False, subset=subset, root=root)
+
+
+def train_run(config: TrainConfig, *, resume: bool = False, root: str | os.PathLike | None = None,
+              extra_loss=None) -> dict:  # fmt: skip
+    """Train the configured model on the configured dataset into ``config.out`` (resumable).
+
+    ``fit`` re-seeds the train loader's sampler every epoch from (seed, epoch), so resumed runs see the same data.
+    """
+    seed_everything(config.seed)
+    model = build_model(config)
+    train = make_loader(
+        config.dataset, config.batch_size, shuffle=True, seed=config.seed, train=True, subset=config.subset,
+        root=root, augment=config.augment, autoaugment=config.autoaugment, cutout=config.cutout,
+        num_workers=config.num_workers, drop_last=False,
+    )  # fmt: skip
+    test = test_loader(config, root=root)
+    return fit(model, train, test, config, config.out, resume=resume, extra_loss=extra_loss)
+
+
+def load_run(run_dir: str | os.PathLike, which: str = "best") -> tuple[nn.Module, TrainConfig]:
+    """The trained ANN of a run directory (``best.pt`` or ``last.pt``) and its config, loaded safely."""
+    run = Path(run_dir)
+    path = run / f"{which}.pt"
+    if not path.is_file():
+        found = ", ".join(sorted(p.name for p in run.glob("*.pt"))) if run.is_dir() else "no such directory"
+        raise CheckpointError(
+            f"{path} not found ({found}); train first: snnconv train ... --out {run}"
+        )
+    ckpt = load_checkpoint(path, kind=(KIND_MODEL, KIND_TRAIN))
+    config = TrainConfig.from_dict(ckpt["config"])
+    model = build_model(config)
+    load_model_state(model, ckpt["model"], source=str(path), saved_model=config.model, model_name=config.model)
+    return model.to(resolve_device("cpu")).eval(), config

@@ -1,0 +1,37 @@
+"""The command line: listing, argument validation, clear one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from snnconv.cli import build_parser, main
+
+
+def test_list_shows_registries(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "vgg16" in out and "fashion-mnist" in out and "if" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["evaluate", "run", "--T", "1,x"], "--T must be comma-separated integers"),
+        (["evaluate", "run", "--T", "0,4"], "positive integers"),
+        (["train", "--model", "nope", "--out", "r"], "invalid choice: 'nope'"),
+        (["train", "--dataset", "imagenet21k", "--out", "r"], "invalid choice"),
+        (["train", "--levels", "0", "--out", "r"], "expected a positive integer"),
+        (["evaluate", "run", "--method", "magic"], "invalid choice: 'magic'"),
+    ],
+)
+def test_bad_arguments_are_rejected_by_the_parser(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_run_directory_is_one_clear_line(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "best.pt not found" in err and "snnconv train" in err and "Traceback" not in err
