@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from snnconv.cli import build_parser, main
@@ -35,3 +37,13 @@ def test_missing_run_directory_is_one_clear_line(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert "best.pt not found" in err and "snnconv train" in err and "Traceback" not in err
+
+
+def test_train_with_qcfs_regularizer_on_digits(tmp_path, capsys):
+    run = tmp_path / "reg"
+    argv = ["train", "--model", "mlp", "--dataset", "digits", "--epochs", "1", "--lr", "0.05", "--levels", "4",
+            "--threshold-init", "4", "--qcfs-reg", "0.1", "--out", str(run)]  # fmt: skip
+    assert main(argv) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["qcfs_reg"] == 0.1
+    assert "best test accuracy" in capsys.readouterr().out

@@ -49,3 +49,9 @@ def test_train_convert_evaluate_on_fashion_mnist(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "SNN acc %" in printed and "spike rate" in printed
     assert out_json.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the analysis layer on the same run: error decomposition, spike rates, energy
+    assert main(["analyze", str(run), "--T", "4", "--batches", "1", "--batch-size", "64"]) == 0
+    analysis = json.loads((run / "analyze_if_T4.json").read_text())
+    assert set(analysis) >= {"errors", "spikes", "energy"}
+    printed = capsys.readouterr().out
+    assert "unevenness" in printed and "spike_rate=" in printed and "E_ANN / E_SNN" in printed

@@ -49,6 +49,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
     p.add_argument("--threshold-init", type=float, default=8.0, help="initial QCFS threshold λ")
+    p.add_argument("--qcfs-reg", type=float, default=0.0, help="w_q of the QCFS regularizer (seed 000), e.g. 0.1")
     p.add_argument("--subset", type=_positive_int, default=None, help="train on the first N samples only")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--autoaugment", action="store_true")
@@ -66,7 +67,7 @@ def _config(args: argparse.Namespace):
     return TrainConfig(
         model=args.model, dataset=args.dataset, act=args.act, levels=args.levels, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, optimizer=args.optimizer,
-        seed=args.seed, width=args.width, threshold_init=args.threshold_init, subset=args.subset,
+        seed=args.seed, width=args.width, threshold_init=args.threshold_init, subset=args.subset, qcfs_reg=args.qcfs_reg,
         augment=not args.no_augment, autoaugment=args.autoaugment, cutout=args.cutout, device=args.device,
         num_workers=args.num_workers, out=args.out,
     )  # fmt: skip
@@ -133,14 +134,15 @@ def print_report(report: dict) -> None:
 
 
 def _write_outputs(report: dict, run: Path, json_path: str | None) -> None:
-    from snnconv.report import plot_accuracy
+    from snnconv.analysis.plots import plot_accuracy_vs_T
 
     out = Path(json_path) if json_path else run / f"eval_{report['method']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     snn = {int(t): a for t, a in report["snn_accuracy"].items()}
-    png = plot_accuracy(out.with_suffix(".png"), {f"SNN ({report['method']})": snn}, report["ann_accuracy"],
-                        f"{report['model']} / {report['dataset']} / L={report['levels']}")  # fmt: skip
+    title = f"{report['model']} / {report['dataset']} / L={report['levels']}"
+    png = plot_accuracy_vs_T({f"SNN ({report['method']})": snn}, out.with_suffix(".png"),
+                             ann_accuracy=report["ann_accuracy"], title=title)  # fmt: skip
     print(f"\nwrote {out} and {png}")
 
 
@@ -176,6 +178,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print_report(report)
     _write_outputs(report, out, None)
     print(f"total time {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    """Conversion-error decomposition, spike rates and energy of a run's SNN at one T."""
+    from snnconv.analysis import energy, error_decomposition, format_spike_rates, spike_stats
+    from snnconv.analysis.plots import plot_error_decomposition, plot_spike_rates
+    from snnconv.convert import convert
+    from snnconv.runs import load_run, test_loader
+    from snnconv.simulate import simulate
+
+    run = Path(args.run)
+    ann, config = load_run(run, args.checkpoint)
+    snn = convert(ann, method=args.method)
+    loader = test_loader(config, batch_size=args.batch_size, subset=args.batch_size * args.batches, root=args.data_root)
+    errors = error_decomposition(ann, snn, loader, args.T, max_batches=args.batches)
+    x = next(iter(loader))[0]
+    stats = spike_stats(simulate(snn, x, args.T))
+    cost = energy(snn, loader, args.T, ann=ann, table=args.energy_table, max_batches=args.batches)
+    print(f"{config.model} on {config.dataset}, L={config.levels}, method={args.method}, T={args.T}\n")
+    print("conversion error per layer (mean |error| / θ; total = quantization + inherited + unevenness):")
+    print(errors.table())
+    print("\nspike rates (seed 000 format):")
+    print(format_spike_rates(stats))
+    print(f"\nenergy per image ({args.energy_table} table):")
+    print(cost.table())
+    stem = run / f"analyze_{args.method}_T{args.T}"
+    report = {"T": args.T, "method": args.method, "errors": errors.to_dict(), "spikes": stats.to_dict(),
+              "energy": cost.to_dict()}  # fmt: skip
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    plot_error_decomposition(errors, str(stem) + "_errors.png", title=f"{config.model}, T={args.T}")
+    plot_spike_rates(stats, str(stem) + "_spikes.png")
+    print(f"\nwrote {stem}.json, {stem}_errors.png, {stem}_spikes.png")
     return 0
 
 
@@ -220,6 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--T", type=_T_list, default=_T_list("1,2,4,8,16,32"))
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("analyze", help="error decomposition, spike rates and energy at one T")
+    p.add_argument("run")
+    p.add_argument("--T", type=_positive_int, default=4)
+    p.add_argument("--method", default="if", choices=list_methods())
+    p.add_argument("--batches", type=_positive_int, default=2, help="test batches to analyse")
+    p.add_argument("--batch-size", type=_positive_int, default=128)
+    p.add_argument("--energy-table", default="45nm", choices=("45nm", "seed001"))
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    p.add_argument("--data-root", default=None)
+    p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("list", help="registered models, datasets and conversion methods")
     p.set_defaults(func=cmd_list)

@@ -14,6 +14,7 @@ from torch import nn
 from snnconv.checkpoint import KIND_MODEL, KIND_TRAIN, load_checkpoint, load_model_state
 from snnconv.data import dataset_info, make_loader
 from snnconv.errors import CheckpointError
+from snnconv.functional.regularizer import QCFSRegularizer
 from snnconv.layers.act import make_act
 from snnconv.models import create
 from snnconv.train import TrainConfig, fit, resolve_device, seed_everything
@@ -51,6 +52,11 @@ def train_run(config: TrainConfig, *, resume: bool = False, root: str | os.PathL
         num_workers=config.num_workers, drop_last=False,
     )  # fmt: skip
     test = test_loader(config, root=root)
+    if config.qcfs_reg > 0:  # seed 000: CE + w_q · mean((z - q)^2) over all QCFS pre-activations
+        if extra_loss is not None:
+            raise ValueError("train_run: qcfs_reg > 0 and an extra_loss cannot be combined; add them yourself")
+        reg = QCFSRegularizer(model)
+        extra_loss = lambda m, logits, y: config.qcfs_reg * reg.loss()  # noqa: E731
     return fit(model, train, test, config, config.out, resume=resume, extra_loss=extra_loss)
 
 
@@ -60,9 +66,7 @@ def load_run(run_dir: str | os.PathLike, which: str = "best") -> tuple[nn.Module
     path = run / f"{which}.pt"
     if not path.is_file():
         found = ", ".join(sorted(p.name for p in run.glob("*.pt"))) if run.is_dir() else "no such directory"
-        raise CheckpointError(
-            f"{path} not found ({found}); train first: snnconv train ... --out {run}"
-        )
+        raise CheckpointError(f"{path} not found ({found}); train first: snnconv train ... --out {run}")
     ckpt = load_checkpoint(path, kind=(KIND_MODEL, KIND_TRAIN))
     config = TrainConfig.from_dict(ckpt["config"])
     model = build_model(config)

@@ -68,7 +68,7 @@ class TrainConfig:
     augment: bool = True
     autoaugment: bool = False
     cutout: bool = False
-    qcfs_reg: float = 0.0  # reserved
+    qcfs_reg: float = 0.0  # w_q of the seed 000 QCFS regularizer (0 = off)
     out: str = "runs/snnconv"
 
     def __post_init__(self) -> None:

@@ -61,7 +61,7 @@ def test_per_channel_threshold_gradient_is_reduced_per_channel():
     th = torch.tensor([0.5, 1.0, 2.0, 3.0], dtype=torch.float64, requires_grad=True)
     qcfs(z, th.view(1, 4, 1, 1), 4).sum().backward()
     for c in range(4):
-        _, gt = _expected_grads(z[:, c].flatten(), float(th[c]), 4, 0.5)
+        _, gt = _expected_grads(z[:, c].flatten(), th[c].item(), 4, 0.5)
         torch.testing.assert_close(th.grad[c], gt.sum(), rtol=1e-9, atol=1e-9)
 
 
