@@ -67,9 +67,9 @@ def _config(args: argparse.Namespace):
     return TrainConfig(
         model=args.model, dataset=args.dataset, act=args.act, levels=args.levels, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, optimizer=args.optimizer,
-        seed=args.seed, width=args.width, threshold_init=args.threshold_init, subset=args.subset, qcfs_reg=args.qcfs_reg,
-        augment=not args.no_augment, autoaugment=args.autoaugment, cutout=args.cutout, device=args.device,
-        num_workers=args.num_workers, out=args.out,
+        seed=args.seed, width=args.width, threshold_init=args.threshold_init, subset=args.subset,
+        qcfs_reg=args.qcfs_reg, augment=not args.no_augment, autoaugment=args.autoaugment, cutout=args.cutout,
+        device=args.device, num_workers=args.num_workers, out=args.out,
     )  # fmt: skip
 
 
