@@ -7,8 +7,10 @@ import torch
 from torch import nn
 
 from helpers import randomize
-from snnconv import QCFS, convert, make_act, simulate
+from snnconv import QCFS, IFNeuron, SpikingNetwork, convert, make_act, simulate
+from snnconv.convert import trace
 from snnconv.errors import SimulationError
+from snnconv.layers import TimeAware
 from snnconv.models import create, list_models
 
 
@@ -100,3 +102,21 @@ def test_first_layer_current_is_computed_once(monkeypatch):
 def test_bad_input_is_explained(x, T, kw, pattern):
     with pytest.raises(SimulationError, match=pattern):
         simulate(convert(_tiny()), x, T, **kw)
+
+
+class _Ramp(TimeAware):
+    """A step-dependent layer: multiplies step t (1-based) by t."""
+
+    def seq(self, x, start, T):
+        t = torch.arange(start + 1, start + x.shape[0] + 1, dtype=x.dtype).view(-1, *([1] * (x.dim() - 1)))
+        return x * t
+
+
+def test_time_aware_layer_on_a_static_input_is_not_cached_across_chunks():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), _Ramp(), IFNeuron(1.0), nn.Linear(6, 3)).eval()
+    snn = SpikingNetwork(trace(model), {"method": "hand-built"})
+    x = torch.randn(5, 4)
+    full = simulate(snn, x, 6, chunk=None)
+    for kw in ({"chunk": 1}, {"chunk": 4}, {"schedule": "step"}, {"fold_bytes": 1}):
+        torch.testing.assert_close(simulate(snn, x, 6, **kw).logits, full.logits, rtol=0, atol=0)

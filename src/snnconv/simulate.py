@@ -112,10 +112,12 @@ class _Program:
         self.modules = dict(gm.named_modules())
         self.neuron_nodes = [n for n in self.nodes if n.op == "call_module"
                              and isinstance(self.modules[n.target], SpikingNeuron)]  # fmt: skip
-        neuron_set = set(self.neuron_nodes)
+        # neurons and step-dependent layers produce time-varying values even from a constant input
+        timed = {n for n in self.nodes if n.op == "call_module"
+                 and isinstance(self.modules[n.target], (SpikingNeuron, TimeAware))}  # fmt: skip
         self.static: set[fx.Node] = set()
         for n in self.nodes:
-            if n.op == "placeholder" or (n not in neuron_set and all(a in self.static for a in n.all_input_nodes)):
+            if n.op == "placeholder" or (n not in timed and all(a in self.static for a in n.all_input_nodes)):
                 self.static.add(n)
         # free each non-static value after its last use
         self.free_after: dict[fx.Node, list[str]] = {n: [] for n in self.nodes}

@@ -1,5 +1,6 @@
 """ANN → SNN conversion: explicit passes over a torch.fx graph, chained per method."""
 
+from snnconv.convert.bitserial import quantized_reference
 from snnconv.convert.check import check_convertible
 from snnconv.convert.fold_bn import fold_bn
 from snnconv.convert.methods import convert, list_methods, register_method, replace_activations
@@ -8,5 +9,5 @@ from snnconv.convert.trace import SNNTracer, trace
 
 __all__ = [
     "SNNTracer", "SpikingNetwork", "check_convertible", "convert", "fold_bn", "list_methods",
-    "register_method", "replace_activations", "trace",
+    "quantized_reference", "register_method", "replace_activations", "trace",
 ]  # fmt: skip

@@ -54,7 +54,9 @@ class IFNeuron(SpikingNeuron):
 
     def __init__(self, threshold: Tensor | float, phi: float = 0.5) -> None:
         super().__init__()
-        threshold = torch.as_tensor(threshold, dtype=torch.get_default_dtype()).detach().clone()
+        if not (isinstance(threshold, Tensor) and threshold.is_floating_point()):
+            threshold = torch.as_tensor(threshold, dtype=torch.get_default_dtype())
+        threshold = threshold.detach().clone()
         if threshold.dim() > 1:
             raise ValueError(f"IFNeuron: threshold must be a scalar or (C,), got shape {tuple(threshold.shape)}")
         if not bool(torch.isfinite(threshold).all()) or bool((threshold <= 0).any()):
