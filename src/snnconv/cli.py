@@ -50,6 +50,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
     p.add_argument("--threshold-init", type=float, default=8.0, help="initial QCFS threshold λ")
     p.add_argument("--qcfs-reg", type=float, default=0.0, help="w_q of the QCFS regularizer (seed 000), e.g. 0.1")
+    p.add_argument("--sparsity", type=float, default=0.0, help="bit-level l1 coefficient (seed 001), e.g. 1e-8")
+    p.add_argument("--init-from", default=None, help="start from this ReLU run: ReLU → QCFS fine-tuning (seed 001 A.9)")
+    p.add_argument("--init-percentile", type=float, default=99.9, help="activation percentile for λ with --init-from")
     p.add_argument("--subset", type=_positive_int, default=None, help="train on the first N samples only")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--autoaugment", action="store_true")
@@ -68,8 +71,9 @@ def _config(args: argparse.Namespace):
         model=args.model, dataset=args.dataset, act=args.act, levels=args.levels, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, optimizer=args.optimizer,
         seed=args.seed, width=args.width, threshold_init=args.threshold_init, subset=args.subset,
-        qcfs_reg=args.qcfs_reg, augment=not args.no_augment, autoaugment=args.autoaugment, cutout=args.cutout,
-        device=args.device, num_workers=args.num_workers, out=args.out,
+        qcfs_reg=args.qcfs_reg, sparsity=args.sparsity, init_from=args.init_from,
+        init_percentile=args.init_percentile, augment=not args.no_augment, autoaugment=args.autoaugment,
+        cutout=args.cutout, device=args.device, num_workers=args.num_workers, out=args.out,
     )  # fmt: skip
 
 
@@ -146,7 +150,54 @@ def _write_outputs(report: dict, run: Path, json_path: str | None) -> None:
     print(f"\nwrote {out} and {png}")
 
 
+ABLATIONS = ("left_shift", "bias_shift", "modified_neuron")
+
+
+def _ablations(text: str) -> list[str]:
+    names = list(ABLATIONS) if text == "all" else [a.strip() for a in text.split(",") if a.strip()]
+    bad = [a for a in names if a not in ABLATIONS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown ablation {bad[0]!r}; choose from {', '.join(ABLATIONS)} or 'all'")
+    return names
+
+
+def evaluate_bitserial(args: argparse.Namespace) -> dict:
+    """Bit-serial SNN vs QANN per T, plus (``--ablation``) the same with each component switched off."""
+    import torch
+
+    from snnconv.evaluate import sweep_bitserial
+    from snnconv.report import table
+    from snnconv.runs import load_run, test_loader
+
+    ann, config = load_run(args.run, args.checkpoint)
+    loader = test_loader(config, batch_size=args.batch_size, subset=args.subset, root=args.data_root)
+    dtype = torch.float64 if args.float64 else torch.float32
+    opts = {"bias_split": args.bias_split, "rounding": args.rounding}
+    variants = {"full": {}} | {f"without {a}": {"ablation": a} for a in (args.ablation or [])}
+    results = {name: sweep_bitserial(ann, loader, args.T, dtype=dtype, **opts, **kw) for name, kw in variants.items()}
+    full = results["full"]
+    T = full["T"]
+    print(f"{config.model} on {config.dataset}, QCFS L={config.levels} → bit-serial SNN (exact at T={full['exact_T']}),"
+          f" {full['samples']} test images, {full['dtype']}; ANN accuracy {full['ann_accuracy']:.2f}%")  # fmt: skip
+    rows = [[t, full["qann_accuracy"][str(t)], full["snn_accuracy"][str(t)], full["disagreements"][str(t)],
+             f"{full['spiking_activity'][str(t)]:.4f}"] for t in T]  # fmt: skip
+    print(table(["T", "QANN acc %", "SNN acc %", "SNN≠QANN", "spiking activity"], rows))
+    if len(results) > 1:
+        print("\nablations (seed 001 Table 4): SNN accuracy % (images whose prediction differs from the QANN)")
+        rows = [[name, *(f"{r['snn_accuracy'][str(t)]:.2f} ({r['disagreements'][str(t)]})" for t in T)]
+                for name, r in results.items()]  # fmt: skip
+        print(table(["variant", *(f"T={t}" for t in T)], rows))
+    return {"model": config.model, "dataset": config.dataset, "method": "bitserial", "levels": config.levels,
+            **full, "ablations": {k: v for k, v in results.items() if k != "full"}}  # fmt: skip
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.method == "bitserial":
+        report = evaluate_bitserial(args)
+        out = Path(args.json) if args.json else Path(args.run) / "eval_bitserial.json"
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {out}")
+        return 0
     report = evaluate_run(
         args.run, args.T, method=args.method, batch_size=args.batch_size, subset=args.subset,
         schedule=args.schedule, chunk=args.chunk, checkpoint=args.checkpoint, root=args.data_root,
@@ -246,6 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--data-root", default=None)
     p.add_argument("--json", default=None, help="write the report here (default RUN/eval_<method>.json)")
+    bits = p.add_argument_group("bit-serial (--method bitserial)")
+    bits.add_argument("--ablation", type=_ablations, default=None, help="left_shift,bias_shift,modified_neuron or all")
+    bits.add_argument("--bias-split", default="first", choices=("first", "uniform", "bn_shift"))
+    bits.add_argument("--rounding", default="unbiased", choices=("unbiased", "truncate"), help="for T below exact")
+    bits.add_argument("--float64", action="store_true", help="simulate in float64 (exact equality with the QANN)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="train + convert + accuracy-vs-T on Fashion-MNIST (the main job)")

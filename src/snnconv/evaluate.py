@@ -90,3 +90,61 @@ def sweep(
         spike_rate_per_T=per_T,
         samples=total,
     )
+
+
+@torch.no_grad()
+def sweep_bitserial(
+    ann: nn.Module,
+    loader: Iterable,
+    T: Sequence[int],
+    *,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = True,
+    **options,
+) -> dict:
+    """Bit-serial SNN vs its quantized ANN at each T (seed 001 Table 5 shape); one conversion per T.
+
+    T below the network's exact bit count fires fewer steps (re-rounded, ``rounding`` option); T at or above it
+    is exact (with the clamp). ``options`` go to ``convert(method="bitserial")`` (bias split, ablations).
+    Reports accuracy of the SNN, of the QANN it must equal, of the ANN, the number of test images whose SNN
+    prediction differs from the QANN's, and the spike rate.
+    """
+    from snnconv.convert import convert, quantized_reference
+
+    ann = ann.to(dtype).eval()
+    exact_T = convert(ann, method="bitserial").meta["T"]
+    plans = {t: ({"T": exact_T, "steps": t} if t <= exact_T else {"T": t}) for t in sorted(set(T))}
+    nets = {t: convert(ann, method="bitserial", **kw, **options) for t, kw in plans.items()}
+    rounding = options.get("rounding", "unbiased")
+    refs = {t: quantized_reference(ann, kw["T"], steps=kw.get("steps"), rounding=rounding) for t, kw in plans.items()}
+    snn_ok = dict.fromkeys(plans, 0)
+    q_ok = dict.fromkeys(plans, 0)
+    differ = dict.fromkeys(plans, 0)
+    spikes = dict.fromkeys(plans, 0.0)
+    neurons = dict.fromkeys(plans, 0)
+    ann_ok = total = 0
+    for x, y in tqdm(loader, desc="bit-serial", disable=not progress, leave=False):
+        x = x.to(dtype)
+        ann_ok += int((ann(x).argmax(-1) == y).sum())
+        total += len(y)
+        for t, snn in nets.items():
+            r = simulate(snn, x, snn.meta["steps"])
+            pred, qpred = r.logits[-1].argmax(-1), refs[t](x).argmax(-1)
+            snn_ok[t] += int((pred == y).sum())
+            q_ok[t] += int((qpred == y).sum())
+            differ[t] += int((pred != qpred).sum())
+            spikes[t] += float(sum(c.sum() for c in r.spike_counts.values()))
+            neurons[t] = sum(r.neurons.values())
+    pct = lambda n: 100.0 * n / max(1, total)  # noqa: E731
+    return {
+        "exact_T": exact_T,
+        "T": sorted(plans),
+        "ann_accuracy": pct(ann_ok),
+        "qann_accuracy": {str(t): pct(q_ok[t]) for t in plans},
+        "snn_accuracy": {str(t): pct(snn_ok[t]) for t in plans},
+        "disagreements": {str(t): differ[t] for t in plans},
+        "spiking_activity": {str(t): spikes[t] / max(1, neurons[t] * total * nets[t].meta["steps"]) for t in plans},
+        "samples": total,
+        "dtype": str(dtype).replace("torch.", ""),
+        "options": {k: v for k, v in options.items() if not isinstance(v, Tensor)},
+    }

@@ -14,7 +14,9 @@ from torch import nn
 from snnconv.checkpoint import KIND_MODEL, KIND_TRAIN, load_checkpoint, load_model_state
 from snnconv.data import dataset_info, make_loader
 from snnconv.errors import CheckpointError
+from snnconv.finetune import init_qcfs_from_relu
 from snnconv.functional.regularizer import QCFSRegularizer
+from snnconv.functional.sparsity import BitSparsity
 from snnconv.layers.act import make_act
 from snnconv.models import create
 from snnconv.train import TrainConfig, fit, resolve_device, seed_everything
@@ -52,11 +54,18 @@ def train_run(config: TrainConfig, *, resume: bool = False, root: str | os.PathL
         num_workers=config.num_workers, drop_last=False,
     )  # fmt: skip
     test = test_loader(config, root=root)
+    if config.init_from and not resume:  # seed 001 A.9: weights from a ReLU run, λ from activation percentiles
+        relu, _ = load_run(config.init_from)
+        init_qcfs_from_relu(model, relu, train, percentile=config.init_percentile)
+    losses = [extra_loss] if extra_loss is not None else []
     if config.qcfs_reg > 0:  # seed 000: CE + w_q · mean((z - q)^2) over all QCFS pre-activations
-        if extra_loss is not None:
-            raise ValueError("train_run: qcfs_reg > 0 and an extra_loss cannot be combined; add them yourself")
         reg = QCFSRegularizer(model)
-        extra_loss = lambda m, logits, y: config.qcfs_reg * reg.loss()  # noqa: E731
+        losses.append(lambda m, logits, y: config.qcfs_reg * reg.loss())
+    if config.sparsity > 0:  # seed 001 Eq. 10-11: coef · (number of 1-bits of the codes)
+        bits = BitSparsity(model)
+        losses.append(lambda m, logits, y: config.sparsity * bits.loss())
+    if losses:
+        extra_loss = lambda m, logits, y: sum(f(m, logits, y) for f in losses)  # noqa: E731
     return fit(model, train, test, config, config.out, resume=resume, extra_loss=extra_loss)
 
 

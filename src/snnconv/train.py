@@ -69,6 +69,9 @@ class TrainConfig:
     autoaugment: bool = False
     cutout: bool = False
     qcfs_reg: float = 0.0  # w_q of the seed 000 QCFS regularizer (0 = off)
+    sparsity: float = 0.0  # coefficient of the seed 001 bit-level l1 regularizer (0 = off)
+    init_from: str | None = None  # run directory of a ReLU network to start from (seed 001 A.9)
+    init_percentile: float = 99.9  # activation percentile that initialises λ when starting from ReLU
     out: str = "runs/snnconv"
 
     def __post_init__(self) -> None:
