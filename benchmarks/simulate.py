@@ -1,6 +1,11 @@
 """Simulation speed: SNN time over T BN-folded ANN passes, both schedules, img/s and peak RSS.
 
     .venv/bin/python benchmarks/simulate.py [--model vgg16] [--batch 32] [--T 1,4,8,32] [--threads 2]
+    .venv/bin/python benchmarks/simulate.py --method bitserial --T 2,3,4,8   # vs T passes of its QANN
+
+For ``--method if`` both schedules are timed (layer by layer with time folded into the batch, and step by
+step); ``--method bitserial`` runs layer by layer only (its neurons fire after integrating all T inputs;
+seed 001 A.3) and its baseline is the quantized ANN it equals.
 
 Times are medians of repeats after a warm-up, all measured in this one process (the ANN baseline in the same
 run). Peak RSS is measured per setup in a fresh subprocess (ru_maxrss). Results: a table on stdout and
@@ -24,8 +29,10 @@ import torch
 HERE = Path(__file__).resolve().parent
 
 
-def build(model: str, batch: int, seed: int = 0):
+def build(model: str, batch: int, seed: int = 0, method: str = "if", T: int | None = None):
+    """(baseline ANN callable, SNN, input): the BN-folded ANN for "if", the QANN for "bitserial"."""
     from snnconv import QCFS, convert, fold_bn
+    from snnconv.convert import quantized_reference
     from snnconv.models import create
 
     torch.manual_seed(seed)
@@ -39,6 +46,11 @@ def build(model: str, batch: int, seed: int = 0):
             elif isinstance(m, QCFS):
                 m.threshold.fill_(1.0)
     x = torch.randn(batch, 3, 32, 32, generator=g)
+    if method == "bitserial":
+        exact = convert(ann, method="bitserial").meta["T"]
+        kw = {"T": exact, "steps": T} if T is not None and T <= exact else {"T": T}
+        qann = fold_bn(quantized_reference(ann, kw["T"], steps=kw.get("steps")).graph)  # BN folded, like the ANN
+        return qann, convert(ann, "bitserial", **kw), x
     return fold_bn(ann), convert(ann), x
 
 
@@ -52,10 +64,10 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def one(model: str, batch: int, what: str, T: int, schedule: str, repeats: int) -> dict:
+def one(model: str, batch: int, what: str, T: int, schedule: str, repeats: int, method: str) -> dict:
     from snnconv import simulate
 
-    folded, snn, x = build(model, batch)
+    folded, snn, x = build(model, batch, method=method, T=T)
     with torch.no_grad():
         if what == "ann":
             t = median_time(lambda: folded(x), repeats)
@@ -65,7 +77,7 @@ def one(model: str, batch: int, what: str, T: int, schedule: str, repeats: int) 
 
 
 def rss_subprocess(args, what: str, T: int, schedule: str) -> float:
-    cmd = [sys.executable, __file__, "--one", what, str(T), schedule, "--model", args.model,
+    cmd = [sys.executable, __file__, "--one", what, str(T), schedule, "--model", args.model, "--method", args.method,
            "--batch", str(args.batch), "--threads", str(args.threads), "--repeats", "1"]  # fmt: skip
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_rss_mb"]
@@ -74,6 +86,7 @@ def rss_subprocess(args, what: str, T: int, schedule: str) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="vgg16")
+    p.add_argument("--method", default="if", choices=("if", "bitserial"))
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--T", default="1,4,8,32")
     p.add_argument("--threads", type=int, default=2)
@@ -84,35 +97,41 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.one:
         what, T, schedule = args.one
-        print(json.dumps(one(args.model, args.batch, what, int(T), schedule, args.repeats)))
+        print(json.dumps(one(args.model, args.batch, what, int(T), schedule, args.repeats, args.method)))
         return
 
     from snnconv import simulate
     from snnconv.report import table
 
-    folded, snn, x = build(args.model, args.batch)
     Ts = [int(t) for t in args.T.split(",")]
+    schedules = ("layer", "step") if args.method == "if" else ("layer",)
+    base = "ANN (BN folded)" if args.method == "if" else "QANN"
     rows, records = [], []
     with torch.no_grad():
+        folded, snn, x = build(args.model, args.batch, method=args.method, T=Ts[0])
         t_ann = median_time(lambda: folded(x), args.repeats)
-        rss = None if args.no_rss else rss_subprocess(args, "ann", 1, "layer")
-        rows.append(["ANN (BN folded)", "-", f"{args.batch / t_ann:.1f}", "1.000", rss and f"{rss:.0f}"])
+        rss = None if args.no_rss else rss_subprocess(args, "ann", Ts[0], "layer")
+        rows.append([base, "-", f"{args.batch / t_ann:.1f}", "1.000", rss and f"{rss:.0f}"])
         records.append({"setup": "ann", "seconds": t_ann, "peak_rss_mb": rss})
         for T in Ts:
-            for schedule in ("layer", "step"):
+            if args.method == "bitserial":
+                _, snn, _ = build(args.model, args.batch, method="bitserial", T=T)
+            for schedule in schedules:
                 reps = max(1, args.repeats if T <= 8 else args.repeats // 2)
-                t = median_time(lambda T=T, s=schedule: simulate(snn, x, T, schedule=s), reps)
+                t = median_time(lambda T=T, s=schedule, n=snn: simulate(n, x, T, schedule=s), reps)
                 rss = None if args.no_rss else rss_subprocess(args, "snn", T, schedule)
                 ratio = t / (T * t_ann)
-                rows.append([f"SNN {schedule}", T, f"{args.batch / t:.1f}", f"{ratio:.3f}", rss and f"{rss:.0f}"])
-                records.append({"setup": f"snn-{schedule}", "T": T, "seconds": t, "ratio_to_T_ann": ratio,
-                                "peak_rss_mb": rss})  # fmt: skip
+                rows.append([f"SNN {args.method} {schedule}", T, f"{args.batch / t:.1f}", f"{ratio:.3f}",
+                             rss and f"{rss:.0f}"])  # fmt: skip
+                records.append({"setup": f"snn-{args.method}-{schedule}", "T": T, "seconds": t,
+                                "ratio_to_T_baseline": ratio, "peak_rss_mb": rss})  # fmt: skip
     print(f"{args.model}, batch {args.batch}, {args.threads} threads, torch {torch.__version__}, "
           f"{platform.processor() or platform.machine()}")  # fmt: skip
-    print(table(["setup", "T", "img/s", "time / (T x ANN)", "peak RSS MB"], rows))
-    out = HERE / "results" / f"simulate_{args.model}.json"
+    print(table(["setup", "T", "img/s", f"time / (T x {base})", "peak RSS MB"], rows))
+    out = HERE / "results" / f"simulate_{args.method}_{args.model}.json"
     out.parent.mkdir(exist_ok=True)
-    meta = {"model": args.model, "batch": args.batch, "threads": args.threads, "torch": torch.__version__}
+    meta = {"model": args.model, "method": args.method, "batch": args.batch, "threads": args.threads,
+            "torch": torch.__version__, "command": " ".join(sys.argv)}  # fmt: skip
     out.write_text(json.dumps({"meta": meta, "results": records}, indent=2) + "\n")
     print(f"wrote {out}")
 
