@@ -11,43 +11,7 @@ from torch import Tensor, nn
 
 from snnconv.layers.act import ActFactory
 from snnconv.models.registry import check_input, init_weights, register_model, scale
-
-
-class SmallCNN(nn.Module):
-    """Two conv-BN-act-AvgPool stages and a two-layer classifier."""
-
-    def __init__(
-        self,
-        act: ActFactory,
-        num_classes: int = 10,
-        in_channels: int = 3,
-        input_size: int = 32,
-        width: float = 1.0,
-        hidden: int | None = None,
-    ) -> None:
-        super().__init__()
-        check_input(num_classes, in_channels, input_size)
-        layers: list[nn.Module] = []
-        channels, size = in_channels, input_size
-        for c in (16, 32):
-            out = scale(c, width)
-            layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), act(out)]
-            if size // 2 >= 1:
-                layers.append(nn.AvgPool2d(2))
-                size //= 2
-            channels = out
-        self.features = nn.Sequential(*layers)
-        hidden = hidden if hidden is not None else scale(64, width)
-        self.classifier = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(channels * size * size, hidden),
-            act(hidden),
-            nn.Linear(hidden, num_classes),
-        )
-        init_weights(self)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.features(x))
+from snnconv.models.vgg import VGG
 
 
 class MLP(nn.Module):
@@ -81,9 +45,14 @@ class MLP(nn.Module):
 
 
 @register_model("small_cnn")
-def small_cnn(num_classes: int, in_channels: int, input_size: int, act: ActFactory, **kwargs) -> SmallCNN:
-    """Tiny CNN for unit tests; kwargs: ``width``, ``hidden`` (default 64·width)."""
-    return SmallCNN(act, num_classes, in_channels, input_size, **kwargs)
+def small_cnn(
+    num_classes: int, in_channels: int, input_size: int, act: ActFactory, width: float = 1.0, hidden: int | None = None
+) -> VGG:
+    """Tiny VGG-style CNN for tests and demos: conv16-pool-conv32-pool, one hidden layer (64·width)."""
+    hidden = hidden if hidden is not None else scale(64, width)
+    return VGG(
+        [16, "M", 32, "M"], act, num_classes, in_channels, input_size, width, hidden, dropout=0.0, hidden_layers=1
+    )
 
 
 @register_model("mlp")

@@ -21,7 +21,7 @@ CFGS: dict[str, Cfg] = {
 
 
 class VGG(nn.Module):
-    """``features`` (conv-BN-act blocks, AvgPool2d) followed by the three-layer ``classifier``."""
+    """``features`` (conv-BN-act blocks, AvgPool2d per "M"); ``classifier`` with ``hidden_layers`` hidden layers."""
 
     def __init__(
         self,
@@ -33,6 +33,7 @@ class VGG(nn.Module):
         width: float = 1.0,
         hidden: int | None = None,
         dropout: float = 0.5,
+        hidden_layers: int = 2,
     ) -> None:
         super().__init__()
         check_input(num_classes, in_channels, input_size)
@@ -49,16 +50,13 @@ class VGG(nn.Module):
             channels = out
         self.features = nn.Sequential(*layers)
         hidden = hidden if hidden is not None else scale(4096, width)
-        self.classifier = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(channels * size * size, hidden),
-            act(hidden),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, hidden),
-            act(hidden),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, num_classes),
-        )
+        head: list[nn.Module] = [nn.Flatten()]
+        features = channels * size * size
+        for _ in range(hidden_layers):  # Linear - act (- Dropout), then the output layer
+            head += [nn.Linear(features, hidden), act(hidden)] + ([nn.Dropout(dropout)] if dropout > 0 else [])
+            features = hidden
+        head.append(nn.Linear(features, num_classes))
+        self.classifier = nn.Sequential(*head)
         init_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
