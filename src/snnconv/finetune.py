@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from snnconv.errors import ConversionError
+from snnconv.hooks import forward_hooks
 from snnconv.layers.qcfs import QCFS, inverse_softplus
 
 
@@ -32,21 +33,15 @@ def init_qcfs_from_relu(
     qcfs_layers = {n: m for n, m in qcfs_model.named_modules() if isinstance(m, QCFS)}
     relu_layers = dict(relu_model.named_modules())
     samples: dict[str, list[torch.Tensor]] = {n: [] for n in qcfs_layers}
-    hooks = []
     for name in qcfs_layers:
         if name not in relu_layers or not isinstance(relu_layers[name], nn.ReLU):
             raise ConversionError(f"init-from: layer '{name}' of the ReLU run is not a ReLU module")
-        hooks.append(relu_layers[name].register_forward_hook(
-            lambda m, i, o, name=name: samples[name].append(o.detach().flatten()[:200_000].clone())))  # fmt: skip
-    relu_model.eval()
-    try:
+    record = lambda k, m, i, out: samples[k].append(out.detach().flatten()[:200_000].clone())  # noqa: E731
+    with forward_hooks(relu_model, record, {n: relu_layers[n] for n in qcfs_layers}):
         for i, (x, _) in enumerate(loader):
             if i >= batches:
                 break
             relu_model(x)
-    finally:
-        for h in hooks:
-            h.remove()
     thresholds = {}
     for name, q in qcfs_layers.items():
         acts = torch.cat(samples[name]).float()

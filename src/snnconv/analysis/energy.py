@@ -31,6 +31,7 @@ import torch.fx as fx
 from torch import Tensor, nn
 
 from snnconv.convert.network import SpikingNetwork
+from snnconv.hooks import forward_hooks
 from snnconv.layers.neuron import SpikingNeuron
 from snnconv.layers.temporal import TimeAware
 from snnconv.simulate import simulate
@@ -151,12 +152,8 @@ class EnergyReport:
         return text
 
 
-def _hook_synaptic(model: nn.Module, record, names: Iterable[str] | None = None) -> list:
-    handles = []
-    for name, m in model.named_modules():
-        if isinstance(m, SYNAPTIC) and (names is None or name in names):
-            handles.append(m.register_forward_hook(lambda mod, args, out, k=name: record(k, mod, args[0], out)))
-    return handles
+def _synaptic(model: nn.Module) -> dict[str, nn.Module]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, SYNAPTIC)}
 
 
 @torch.no_grad()
@@ -197,12 +194,8 @@ def energy(
             break
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         x = x.to(device) if device is not None else x
-        handles = _hook_synaptic(snn.graph, snn_record)
-        try:
+        with forward_hooks(snn.graph, snn_record, _synaptic(snn.graph), eval_mode=False):
             result = simulate(snn, x, T, chunk=chunk)
-        finally:
-            for h in handles:
-                h.remove()
         for name in neurons:
             ops = snn_ops.setdefault(name, _ops())
             n = result.neurons[name] * x.shape[0] * T
@@ -210,15 +203,8 @@ def energy(
             ops["reset"] += float(result.spike_counts[name].sum())
             ops["shift"] += shifts_per_output * n
         if ann is not None:
-            training = ann.training
-            handles = _hook_synaptic(ann, ann_record)
-            try:
-                ann.eval()
+            with forward_hooks(ann, ann_record, _synaptic(ann)):
                 ann(x)
-            finally:
-                ann.train(training)
-                for h in handles:
-                    h.remove()
         report.samples += x.shape[0]
     order = [n.target for n in snn.graph.graph.nodes if n.target in snn_ops]
     report.snn_ops = {k: {o: v / report.samples for o, v in snn_ops[k].items()} for k in dict.fromkeys(order)}

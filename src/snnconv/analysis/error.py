@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from snnconv.convert.network import SpikingNetwork
 from snnconv.convert.trace import set_module
+from snnconv.hooks import forward_hooks
 from snnconv.layers.channels import channel_view
 from snnconv.layers.neuron import SpikingNeuron
 from snnconv.layers.qcfs import QCFS
@@ -139,7 +140,7 @@ def _ann_activations(ann: nn.Module, x: Tensor, names: Iterable[str]) -> dict[st
     """(z, a) of the named QCFS modules of ``ann`` on ``x``."""
     modules = dict(ann.named_modules())
     found: dict[str, tuple[Tensor, Tensor]] = {}
-    handles = []
+    hooked: dict[str, nn.Module] = {}
     for name in names:
         m = modules.get(name)
         if not isinstance(m, QCFS):
@@ -148,15 +149,9 @@ def _ann_activations(ann: nn.Module, x: Tensor, names: Iterable[str]) -> dict[st
                 f"error_decomposition: the SNN's spiking layer {name!r} is not a QCFS module of the ANN "
                 f"(ANN QCFS layers: {', '.join(qcfs) or 'none'}); pass the ANN the SNN was converted from"
             )
-        handles.append(m.register_forward_hook(lambda mod, args, out, k=name: found.__setitem__(k, (args[0], out))))
-    training = ann.training
-    try:
-        ann.eval()
+        hooked[name] = m
+    with forward_hooks(ann, lambda k, mod, inp, out: found.__setitem__(k, (inp, out)), hooked):
         ann(x)
-    finally:
-        ann.train(training)
-        for h in handles:
-            h.remove()
     return found
 
 
