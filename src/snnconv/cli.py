@@ -85,42 +85,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate_run(
-    run: str | Path,
-    T: Sequence[int],
-    *,
-    method: str = "if",
-    batch_size: int = 128,
-    subset: int | None = None,
-    schedule: str = "layer",
-    chunk: int | None = None,
-    checkpoint: str = "best",
-    root: str | None = None,
-    progress: bool = True,
-) -> dict:
-    """Evaluate a run directory: ANN accuracy and SNN accuracy at each T; returns the JSON-ready report."""
-    from snnconv.convert import convert
-    from snnconv.evaluate import sweep
-    from snnconv.runs import load_run, test_loader
-
-    ann, config = load_run(run, checkpoint)
-    snn = convert(ann, method=method)
-    loader = test_loader(config, batch_size=batch_size, subset=subset, root=root)
-    started = time.perf_counter()
-    result = sweep(snn, loader, T, ann=ann, schedule=schedule, chunk=chunk, progress=progress)
-    return {
-        "model": config.model,
-        "dataset": config.dataset,
-        "method": method,
-        "act": config.act,
-        "levels": config.levels,
-        "checkpoint": checkpoint,
-        "schedule": schedule,
-        **result.to_dict(),
-        "seconds": round(time.perf_counter() - started, 2),
-    }
-
-
 def print_report(report: dict) -> None:
     from snnconv.report import accuracy_table, table
 
@@ -192,6 +156,8 @@ def evaluate_bitserial(args: argparse.Namespace) -> dict:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from snnconv.runs import evaluate_run
+
     if args.method == "bitserial":
         report = evaluate_bitserial(args)
         out = Path(args.json) if args.json else Path(args.run) / "eval_bitserial.json"
@@ -223,6 +189,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if resume:
         print(f"      resuming {out}/last.pt")
     train_run(config, resume=resume)
+    from snnconv.runs import evaluate_run
+
     print(f"[2/2] converting to an IF-neuron SNN and simulating T = 1..{max(args.T)} ...")
     report = evaluate_run(out, args.T, batch_size=256)
     print()
@@ -263,6 +231,26 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     plot_spike_rates(stats, str(stem) + "_spikes.png")
     print(f"\nwrote {stem}.json, {stem}_errors.png, {stem}_spikes.png")
     return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Train + evaluate every (levels, w_q) cell; resumable; tables in seed 000's shapes."""
+    from snnconv.sweep import SweepSpec, run_sweep, tables
+
+    base = {k: v for k, v in _config(args).to_dict().items() if k not in ("levels", "qcfs_reg", "out")}
+    spec = SweepSpec(levels=args.levels_list, qcfs_reg=args.qcfs_reg_list, T=args.T, base=base,
+                     eval_subset=args.eval_subset)  # fmt: skip
+    results = run_sweep(spec, args.out, root=args.data_root)
+    print(tables(results, spec.T))
+    print(f"\nwrote {args.out}/results.csv, results.json, tables.md")
+    return 0
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -322,6 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--data-root", default=None)
     p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("sweep", help="train + evaluate a grid of levels × QCFS-regularizer weights (resumable)")
+    _add_train_args(p)
+    p.add_argument("--levels-list", "--L", dest="levels_list", type=_T_list, default=_T_list("2,4,8,16"))
+    p.add_argument("--qcfs-reg-list", "--wq", dest="qcfs_reg_list", type=_float_list, default=[0.0])
+    p.add_argument("--T", type=_T_list, default=_T_list("1,2,4,8,16,32,64,128"))
+    p.add_argument("--eval-subset", type=_positive_int, default=None, help="first N test images only")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("list", help="registered models, datasets and conversion methods")
     p.set_defaults(func=cmd_list)

@@ -7,6 +7,8 @@ A run directory holds ``config.json``, ``last.pt`` (resumable training state), `
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from torch import nn
@@ -81,3 +83,38 @@ def load_run(run_dir: str | os.PathLike, which: str = "best") -> tuple[nn.Module
     model = build_model(config)
     load_model_state(model, ckpt["model"], source=str(path), saved_model=config.model, model_name=config.model)
     return model.to(resolve_device("cpu")).eval(), config
+
+
+def evaluate_run(
+    run: str | Path,
+    T: Sequence[int],
+    *,
+    method: str = "if",
+    batch_size: int = 128,
+    subset: int | None = None,
+    schedule: str = "layer",
+    chunk: int | None = None,
+    checkpoint: str = "best",
+    root: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate a run directory: ANN accuracy and SNN accuracy at each T; returns the JSON-ready report."""
+    from snnconv.convert import convert
+    from snnconv.evaluate import sweep
+
+    ann, config = load_run(run, checkpoint)
+    snn = convert(ann, method=method)
+    loader = test_loader(config, batch_size=batch_size, subset=subset, root=root)
+    started = time.perf_counter()
+    result = sweep(snn, loader, T, ann=ann, schedule=schedule, chunk=chunk, progress=progress)
+    return {
+        "model": config.model,
+        "dataset": config.dataset,
+        "method": method,
+        "act": config.act,
+        "levels": config.levels,
+        "checkpoint": checkpoint,
+        "schedule": schedule,
+        **result.to_dict(),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
