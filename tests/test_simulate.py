@@ -120,3 +120,20 @@ def test_time_aware_layer_on_a_static_input_is_not_cached_across_chunks():
     full = simulate(snn, x, 6, chunk=None)
     for kw in ({"chunk": 1}, {"chunk": 4}, {"schedule": "step"}, {"fold_bytes": 1}):
         torch.testing.assert_close(simulate(snn, x, 6, **kw).logits, full.logits, rtol=0, atol=0)
+
+
+class _DoubleCount(IFNeuron):
+    def count(self, values):
+        return 2 * super().count(values)
+
+
+def test_engine_counts_spikes_with_the_neurons_own_rule():
+    """Multi-spike neurons (Ca-LIF) count |value| spikes per step; the engine asks the neuron, not a fixed rule."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 5)
+    plain = SpikingNetwork(trace(nn.Sequential(nn.Linear(5, 6), IFNeuron(0.5), nn.Linear(6, 2))), {})
+    double = SpikingNetwork(trace(nn.Sequential(nn.Linear(5, 6), _DoubleCount(0.5), nn.Linear(6, 2))), {})
+    double.load_state_dict(plain.state_dict())
+    a, b = simulate(plain, x, 5), simulate(double, x, 5)
+    torch.testing.assert_close(b.spike_counts["1"], 2 * a.spike_counts["1"], rtol=0, atol=0)
+    assert float(a.spike_counts["1"].sum()) > 0

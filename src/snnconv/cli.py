@@ -253,6 +253,14 @@ def _float_list(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from snnconv.report_page import write_report
+
+    page = write_report(args.dir)
+    print(f"wrote {page} (plots in {page.parent / 'report'})")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from snnconv.convert import list_methods
     from snnconv.data import list_datasets
@@ -319,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-subset", type=_positive_int, default=None, help="first N test images only")
     p.set_defaults(func=cmd_sweep)
 
+    p = sub.add_parser("report", help="one HTML page with every plot and table found under a run or sweep dir")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("list", help="registered models, datasets and conversion methods")
     p.set_defaults(func=cmd_list)
     return parser
@@ -329,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except SnnconvError as exc:  # bad input: one clear line, no traceback
+    except (SnnconvError, FileNotFoundError) as exc:  # bad input: one clear line, no traceback
         print(f"snnconv {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

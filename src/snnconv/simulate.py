@@ -198,8 +198,8 @@ def simulate(
             values = mod.output(spikes.unsqueeze(0))
         else:
             values, states[key] = mod.scan_values(cur, states[key])
-        if record:  # a spike is a non-zero output value
-            counts[key][start : start + cur.shape[0]] += torch.count_nonzero(values.reshape(cur.shape[0], -1), dim=1)
+        if record:
+            counts[key][start : start + cur.shape[0]] += mod.count(values)
         return values
 
     start = 0

@@ -86,13 +86,18 @@ def plot_spike_rates(
     return _save(fig, path)
 
 
-def plot_error_decomposition(errors: ErrorDecomposition, path: str | Path, *, title: str | None = None) -> Path:
+def plot_error_decomposition(
+    errors: ErrorDecomposition | Mapping[str, Any], path: str | Path, *, title: str | None = None
+) -> Path:
     """Stacked bars of mean |quantization|, |inherited|, |unevenness| (units of θ) per layer; dots: mean |total|.
 
-    The parts' absolute values need not add up to |total| (errors of opposite sign cancel).
+    ``errors`` is an ``ErrorDecomposition`` or its ``to_dict()``. The parts' absolute values need not add up to
+    |total| (errors of opposite sign cancel).
     """
-    mae = errors.mae()
-    layers = errors.layers
+    if isinstance(errors, Mapping):
+        mae, layers, T = errors["mean_abs"], list(errors["layers"]), errors["T"]
+    else:
+        mae, layers, T = errors.mae(), errors.layers, errors.T
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(layers) + 2), 4))
     bottom = [0.0] * len(layers)
     for term in ("quantization", "inherited", "unevenness"):
@@ -102,6 +107,54 @@ def plot_error_decomposition(errors: ErrorDecomposition, path: str | Path, *, ti
     ax.plot(range(len(layers)), [mae[k]["total"] for k in layers], "ko", label="total (free-running)")
     ax.set_xticks(range(len(layers)), layers, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("mean |error| / θ")
-    ax.set_title(title or f"conversion error per layer, T={errors.T}")
+    ax.set_title(title or f"conversion error per layer, T={T}")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_heatmap(
+    grid: Mapping[int, Mapping[int, float]], path: str | Path, *, title: str = "SNN accuracy (%)", row: str = "L"
+) -> Path:
+    """Heatmap of ``grid[row_value][T]`` (e.g. accuracy for levels L × time steps T), values written in cells."""
+    rows = sorted(grid)
+    cols = sorted({t for r in grid.values() for t in r})
+    data = [[grid[r].get(c, float("nan")) for c in cols] for r in rows]
+    fig, ax = plt.subplots(figsize=(0.7 * len(cols) + 2, 0.5 * len(rows) + 1.5))
+    im = ax.imshow(data, cmap="viridis", aspect="auto")
+    for i, r in enumerate(data):
+        for j, v in enumerate(r):
+            ax.text(
+                j,
+                i,
+                f"{v:.1f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="w" if v < 0.5 * max(map(max, data)) else "k",
+            )
+    ax.set_xticks(range(len(cols)), [str(c) for c in cols])
+    ax.set_yticks(range(len(rows)), [str(r) for r in rows])
+    ax.set_xlabel("time steps T")
+    ax.set_ylabel(row)
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax)
+    return _save(fig, path)
+
+
+def plot_energy(energy: Mapping[str, Any], path: str | Path, *, title: str | None = None) -> Path:
+    """Energy per layer (pJ per sample) of the SNN and, if present, the ANN, from ``EnergyReport.to_dict()``."""
+    snn = energy["snn_energy"]
+    ann = energy.get("ann_energy") or {}
+    layers = [k for k in snn if snn[k] > 0 or ann.get(k, 0) > 0]
+    fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(layers) + 2), 4))
+    xs = range(len(layers))
+    ax.bar([x - 0.2 for x in xs], [snn[k] for k in layers], width=0.4, label=f"SNN ({energy['snn_total']:.3g} pJ)")
+    if ann:
+        ax.bar([x + 0.2 for x in xs], [ann.get(k, 0.0) for k in layers], width=0.4,
+               label=f"ANN ({energy['ann_total']:.3g} pJ)")  # fmt: skip
+    ax.set_xticks(list(xs), layers, rotation=60, ha="right", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("energy per sample (pJ)")
+    ax.set_title(title or f"energy breakdown, T={energy['T']}")
     ax.legend(fontsize=8)
     return _save(fig, path)

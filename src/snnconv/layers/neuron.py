@@ -38,6 +38,10 @@ class SpikingNeuron(nn.Module):
         """The value sent to the next layer for ``spikes`` (0/1) of shape [T, B, ...]; non-zero iff a spike."""
         raise NotImplementedError
 
+    def count(self, values: Tensor) -> Tensor:
+        """Spikes per step, summed over the batch and neurons, for output ``values`` [T, B, ...]."""
+        return torch.count_nonzero(values.reshape(values.shape[0], -1), dim=1)
+
     def scan_values(self, currents: Tensor, state: Any) -> tuple[Tensor, Any]:
         """``output(scan(...))`` in one go; neurons override it with a fused version (the engine calls this)."""
         spikes, state = self.scan(currents, state)
