@@ -47,3 +47,20 @@ def test_train_with_qcfs_regularizer_on_digits(tmp_path, capsys):
     config = json.loads((run / "config.json").read_text())
     assert config["qcfs_reg"] == 0.1
     assert "best test accuracy" in capsys.readouterr().out
+
+
+def test_two_stage_then_calibrated_methods(tmp_path):
+    """train --two-stage (seed 002 Algorithm 1), then evaluate with COS, SRP and binary spikes."""
+    out = tmp_path / "cs"
+    argv = ["train", "--model", "mlp", "--dataset", "digits", "--epochs", "1", "--lr", "0.05", "--two-stage",
+            "--finetune-epochs", "1", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    stage2 = out / "stage2"
+    assert json.loads((stage2 / "config.json").read_text())["act"] == "csqcfs"
+    for extra in (["--method", "cos", "--rho", "2"], ["--method", "srp", "--tau", "2"], ["--binary-spikes"]):
+        report_path = tmp_path / "r.json"
+        assert main(["evaluate", str(stage2), "--T", "2,4", "--json", str(report_path), *extra]) == 0
+        report = json.loads(report_path.read_text())
+        assert report["method"] == (extra[1] if extra[0] == "--method" else "if")
+        assert set(report["snn_accuracy"]) == {"2", "4"}
+    assert json.loads(report_path.read_text())["options"] == {"binary_spikes": True}

@@ -62,6 +62,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="dataset folder (default: standard locations)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--two-stage", action="store_true", help="CS-QCFS Algorithm 1: layer-wise, then channel-wise")
+    p.add_argument("--finetune-epochs", type=int, default=0, help="stage-2 epochs at lr/10 (0: stage 1 only)")
+    p.add_argument("--no-channel", action="store_true", help="two-stage ablation: layer-wise softplus thresholds")
+    p.add_argument("--no-softplus", action="store_true", help="two-stage ablation: per-channel plain thresholds")
 
 
 def _config(args: argparse.Namespace):
@@ -80,6 +84,14 @@ def _config(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from snnconv.runs import train_run
 
+    if args.two_stage:
+        from snnconv.twostage import two_stage
+
+        out = two_stage(_config(args), args.finetune_epochs, root=args.data_root, channelwise=not args.no_channel,
+                        softplus=not args.no_softplus)  # fmt: skip
+        final = out["stage2"] or out["stage1"]
+        print(f"best test accuracy {100 * final['best_acc']:.2f}% -> {out['out']} (evaluate that directory)")
+        return 0
     result = train_run(_config(args), resume=args.resume, root=args.data_root)
     print(f"best test accuracy {100 * result['best_acc']:.2f}% (epoch {result['best_epoch']}) -> {result['out_dir']}")
     return 0
@@ -115,6 +127,18 @@ def _write_outputs(report: dict, run: Path, json_path: str | None) -> None:
 
 
 ABLATIONS = ("left_shift", "bias_shift", "modified_neuron")
+
+
+def _method_options(args: argparse.Namespace) -> dict:
+    """Conversion options of the rate-coded methods, from evaluate/analyze flags."""
+    options: dict = {}
+    if args.method == "cos":
+        options["rho"] = args.rho
+    elif args.method == "srp":
+        options["tau"] = args.tau
+    if args.binary_spikes:
+        options["binary_spikes"] = True
+    return options
 
 
 def _ablations(text: str) -> list[str]:
@@ -167,6 +191,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = evaluate_run(
         args.run, args.T, method=args.method, batch_size=args.batch_size, subset=args.subset,
         schedule=args.schedule, chunk=args.chunk, checkpoint=args.checkpoint, root=args.data_root,
+        options=_method_options(args),
     )  # fmt: skip
     print_report(report)
     _write_outputs(report, Path(args.run), args.json)
@@ -293,6 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--data-root", default=None)
     p.add_argument("--json", default=None, help="write the report here (default RUN/eval_<method>.json)")
+    calib = p.add_argument_group("calibration (--method cos / srp, seed 002)")
+    calib.add_argument("--rho", type=_positive_int, default=2, help="COS calibration steps (1 changes nothing)")
+    calib.add_argument("--tau", type=_positive_int, default=4, help="SRP pre-run steps")
+    p.add_argument("--binary-spikes", action="store_true", help="0/1 spikes, θ folded into the next weights")
     bits = p.add_argument_group("bit-serial (--method bitserial)")
     bits.add_argument("--ablation", type=_ablations, default=None, help="left_shift,bias_shift,modified_neuron or all")
     bits.add_argument("--bias-split", default="first", choices=("first", "uniform", "bn_shift"))

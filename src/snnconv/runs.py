@@ -97,13 +97,15 @@ def evaluate_run(
     checkpoint: str = "best",
     root: str | None = None,
     progress: bool = True,
+    options: dict | None = None,
 ) -> dict:
     """Evaluate a run directory: ANN accuracy and SNN accuracy at each T; returns the JSON-ready report."""
     from snnconv.convert import convert
     from snnconv.evaluate import sweep
 
     ann, config = load_run(run, checkpoint)
-    snn = convert(ann, method=method)
+    options = dict(options or {})
+    snn = convert(ann, method=method, **options)
     loader = test_loader(config, batch_size=batch_size, subset=subset, root=root)
     started = time.perf_counter()
     result = sweep(snn, loader, T, ann=ann, schedule=schedule, chunk=chunk, progress=progress)
@@ -111,6 +113,7 @@ def evaluate_run(
         "model": config.model,
         "dataset": config.dataset,
         "method": method,
+        "options": options,
         "act": config.act,
         "levels": config.levels,
         "checkpoint": checkpoint,

@@ -38,8 +38,9 @@ from snnconv.checkpoint import (
     set_rng_state,
 )
 from snnconv.errors import CheckpointError, SnnconvError, TrainingDiverged
+from snnconv.layers.act import ACT_KINDS
 
-ACTS = ("relu", "qcfs", "csqcfs")
+ACTS = ACT_KINDS
 OPTIMIZERS = ("sgd", "adam")
 _RUNTIME_KEYS = frozenset({"out", "device", "num_workers", "amp"})  # may change between resumes
 

@@ -51,8 +51,11 @@ def qcfs_layers(gm: fx.GraphModule) -> list[QCFS]:
 
 
 @register_method("if")
-def convert_if(ann: nn.Module, *, fold_batchnorm: bool = True) -> SpikingNetwork:
-    """QCFS → integrate-and-fire (seed 004): θ = λ (softplus(λ) if reparameterized), v(0) = φθ."""
+def convert_if(ann: nn.Module, *, fold_batchnorm: bool = True, binary_spikes: bool = False) -> SpikingNetwork:
+    """QCFS → integrate-and-fire (seed 004): θ = λ (softplus(λ) if reparameterized), v(0) = φθ.
+
+    ``binary_spikes``: neurons emit 0/1 and θ is folded into the next conv/linear weights (hardware form).
+    """
     gm = trace(copy.deepcopy(ann)).eval()
     check_convertible(gm, (QCFS,))
     levels = {q.levels for q in qcfs_layers(gm)}
@@ -61,7 +64,12 @@ def convert_if(ann: nn.Module, *, fold_batchnorm: bool = True) -> SpikingNetwork
     if fold_batchnorm:
         gm = fold_bn(gm, inplace=True)
     replace_activations(gm, QCFS, lambda q: IFNeuron(q.theta().detach(), phi=q.shift))
-    return SpikingNetwork(gm, {"method": "if", "levels": sorted(levels)})
+    snn = SpikingNetwork(gm, {"method": "if", "levels": sorted(levels)})
+    if binary_spikes:
+        from snnconv.convert.calibration import fold_thresholds
+
+        snn = fold_thresholds(snn)
+    return snn
 
 
 def convert(ann: nn.Module, method: str = "if", **options) -> SpikingNetwork:

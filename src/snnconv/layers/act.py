@@ -10,24 +10,27 @@ from torch import nn
 from snnconv.layers.qcfs import QCFS
 
 ActFactory = Callable[[int], nn.Module]
-ActKind = Literal["relu", "qcfs", "csqcfs"]
-ACT_KINDS: tuple[str, ...] = ("relu", "qcfs", "csqcfs")
+ActKind = Literal["relu", "qcfs", "qcfs-softplus", "csqcfs", "csqcfs-plain"]
+ACT_KINDS: tuple[str, ...] = ("relu", "qcfs", "qcfs-softplus", "csqcfs", "csqcfs-plain")
+#: (per_channel, positive) of each QCFS kind; "csqcfs" is seed 002's channel-wise softplus QCFS, the other two are
+#: its ablations (w/o channel, w/o softplus).
+_QCFS_KINDS = {"qcfs": (False, "none"), "qcfs-softplus": (False, "softplus"), "csqcfs": (True, "softplus"),
+               "csqcfs-plain": (True, "none")}  # fmt: skip
 
 
 def make_act(kind: ActKind = "qcfs", levels: int = 4, threshold: float = 8.0, shift: float = 0.5) -> ActFactory:
-    """Factory for the activation ``kind``: ReLU, layer-wise QCFS, or channel-wise softplus QCFS (seed 002)."""
+    """Factory for ``kind``: ReLU, layer-wise QCFS, channel-wise softplus QCFS (seed 002) or its ablations."""
     if kind == "relu":
 
         def make(channels: int) -> nn.Module:
             return nn.ReLU(inplace=True)
-    elif kind == "qcfs":
+
+    elif kind in _QCFS_KINDS:
+        per_channel, positive = _QCFS_KINDS[kind]
 
         def make(channels: int) -> nn.Module:
-            return QCFS(levels, threshold, shift)
-    elif kind == "csqcfs":
+            return QCFS(levels, threshold, shift, per_channel=per_channel, channels=channels, positive=positive)
 
-        def make(channels: int) -> nn.Module:
-            return QCFS(levels, threshold, shift, per_channel=True, channels=channels, positive="softplus")
     else:
         raise ValueError(f"unknown activation {kind!r}; choose one of {', '.join(ACT_KINDS)}")
     make.__name__ = make.__qualname__ = kind if kind == "relu" else f"{kind}_L{levels}"

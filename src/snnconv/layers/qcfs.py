@@ -61,13 +61,15 @@ class QCFS(nn.Module):
 
     def theta(self) -> Tensor:
         """The effective threshold θ (shape () or (C,)), differentiable w.r.t. λ."""
-        return F.softplus(self.threshold) if self.positive == "softplus" else self.threshold
+        if self.positive == "softplus":  # > 0 even where softplus underflows (λ < -103 in float32)
+            return F.softplus(self.threshold).clamp_min(torch.finfo(self.threshold.dtype).tiny)
+        return self.threshold
 
     def forward(self, z: Tensor) -> Tensor:
         theta = self.theta()
         if self.training and self.positive == "none" and bool((theta <= 0).any()):
             warnings.warn(
-                f"QCFS: a threshold became non-positive ({float(theta.min()):.4g}); use positive='softplus' "
+                f"QCFS: a threshold became non-positive ({theta.min().item():.4g}); use positive='softplus' "
                 "or a smaller learning rate for the thresholds",
                 RuntimeWarning,
                 stacklevel=2,
