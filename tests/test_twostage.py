@@ -160,7 +160,6 @@ def test_to_channelwise_keeps_the_function(channelwise, softplus):
 
 @pytest.fixture(scope="module")
 def stage1(tmp_path_factory):
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("twostage")
     cfg = TrainConfig(model="small_cnn", dataset="digits", act="qcfs", levels=4, epochs=2, batch_size=32, lr=0.05,
                       threshold_init=4.0, device="cpu", augment=False, out=str(root / "full"))  # fmt: skip

@@ -149,7 +149,6 @@ def test_cs_qcfs_with_cos_beats_qcfs_at_T1_on_digits(tmp_path):
     from snnconv.train import TrainConfig
     from snnconv.twostage import load_two_stage, two_stage
 
-    torch.set_num_threads(1)
     cfg = TrainConfig(model="small_cnn", dataset="digits", act="qcfs", levels=4, epochs=2, batch_size=32, lr=0.05,
                       threshold_init=4.0, device="cpu", augment=False, out=str(tmp_path / "run"))  # fmt: skip
     two_stage(cfg, 2)
