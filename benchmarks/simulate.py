@@ -7,8 +7,9 @@ For ``--method if`` both schedules are timed (layer by layer with time folded in
 step); ``--method bitserial`` runs layer by layer only (its neurons fire after integrating all T inputs;
 seed 001 A.3) and its baseline is the quantized ANN it equals.
 
-Times are medians of repeats after a warm-up, all measured in this one process (the ANN baseline in the same
-run). Peak RSS is measured per setup in a fresh subprocess (ru_maxrss). Results: a table on stdout and
+All times come from this one process after a warm-up. Each ratio is a median over repeats of a *paired*
+measurement: T baseline passes timed right before the SNN run they are compared with, so slow drifts of a shared
+machine cancel. Peak RSS is measured per setup in a fresh subprocess (ru_maxrss). Results: a table on stdout and
 benchmarks/results/simulate_<model>.json.
 """
 
@@ -64,6 +65,24 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def paired_ratio(baseline, snn_run, T: int, repeats: int) -> tuple[float, float]:
+    """Median of (SNN time / time of T baseline passes) over repeats, and the median SNN time."""
+
+    def once(fn) -> float:
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    snn_run()  # warm-up
+    ratios, times = [], []
+    for _ in range(repeats):
+        base = sum(once(baseline) for _ in range(T))
+        t = once(snn_run)
+        ratios.append(t / base)
+        times.append(t)
+    return statistics.median(ratios), statistics.median(times)
+
+
 def one(model: str, batch: int, what: str, T: int, schedule: str, repeats: int, method: str) -> dict:
     from snnconv import simulate
 
@@ -117,10 +136,10 @@ def main() -> None:
             if args.method == "bitserial":
                 _, snn, _ = build(args.model, args.batch, method="bitserial", T=T)
             for schedule in schedules:
-                reps = max(1, args.repeats if T <= 8 else args.repeats // 2)
-                t = median_time(lambda T=T, s=schedule, n=snn: simulate(n, x, T, schedule=s), reps)
+                reps = max(2, args.repeats if T <= 8 else args.repeats // 2)
+                ratio, t = paired_ratio(lambda: folded(x), lambda T=T, s=schedule, n=snn: simulate(n, x, T, schedule=s),
+                                        T, reps)  # fmt: skip
                 rss = None if args.no_rss else rss_subprocess(args, "snn", T, schedule)
-                ratio = t / (T * t_ann)
                 rows.append([f"SNN {args.method} {schedule}", T, f"{args.batch / t:.1f}", f"{ratio:.3f}",
                              rss and f"{rss:.0f}"])  # fmt: skip
                 records.append({"setup": f"snn-{args.method}-{schedule}", "T": T, "seconds": t,

@@ -3,7 +3,7 @@
 * ``"layer"`` (layer by layer): each conv/linear runs once on a [T·B, ...] tensor (time folded into the batch),
   each neuron scans over T. ``chunk`` bounds memory by folding at most ``chunk`` steps at a time (neuron state
   carries over between chunks); ``chunk="auto"`` (default) picks the largest chunk whose biggest folded
-  activation fits ``fold_bytes`` (measured on step 1), ``chunk=None`` folds all T steps at once.
+  activation fits ``fold_bytes`` (16 MB, measured on step 1), ``chunk=None`` folds all T steps at once.
 * ``"step"`` (step by step): every layer advances one step at a time; memory O(layers), not O(T).
 
 Values that do not depend on time (the analog input and everything computed from it before the first neuron,
@@ -167,7 +167,7 @@ def simulate(
     *,
     schedule: Schedule = "layer",
     chunk: int | Literal["auto"] | None = "auto",
-    fold_bytes: int = 64 * 2**20,
+    fold_bytes: int = 16 * 2**20,
     record: bool = True,
 ) -> SimResult:
     """Run ``snn`` on a batch ``x`` (direct coding: the analog input at every step) for ``T`` steps."""
@@ -193,13 +193,11 @@ def simulate(
         if key not in states:
             states[key] = mod.init_state(cur[0])
             neurons[key] = cur[0][0].numel()
-        if schedule == "step":
-            spikes, states[key] = mod.step(cur[0], states[key], start)
-            values = mod.output(spikes.unsqueeze(0))
-        else:
-            values, states[key] = mod.scan_values(cur, states[key])
+        # step by step, cur is [1, B, ...]: the neuron advances one step (its scan over one step is its step
+        # function, tested bit for bit against ``step``); layer by layer it scans the whole chunk
+        values, states[key], step_counts = mod.scan_counted(cur, states[key])
         if record:
-            counts[key][start : start + cur.shape[0]] += mod.count(values)
+            counts[key][start : start + cur.shape[0]] += step_counts.to(counts[key].dtype)
         return values
 
     start = 0

@@ -63,9 +63,10 @@ def test_scan_equals_step_bit_for_bit(T, C, seed, per_channel):
         steps.append(s)
     assert torch.equal(spikes_scan, torch.stack(steps))
     assert torch.equal(st_scan.v, state.v)
-    values, st_values = neuron.scan_values(currents, neuron.init_state(currents[0]))  # the engine's fused path
+    values, st_values, counts = neuron.scan_counted(currents, neuron.init_state(currents[0]))  # the engine's path
     assert torch.equal(values, neuron.output(spikes_scan))
     assert torch.equal(st_values.v, state.v)
+    assert torch.equal(counts, spikes_scan.sum(dim=(1, 2, 3)).double())
     assert set(torch.unique(spikes_scan).tolist()) <= {0.0, 1.0}
 
 

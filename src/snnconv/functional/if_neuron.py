@@ -49,16 +49,23 @@ def if_scan(currents: Tensor, state: IFState, threshold: Tensor) -> tuple[Tensor
     return spikes, IFState(v=v)
 
 
-def if_scan_values(currents: Tensor, state: IFState, threshold: Tensor) -> tuple[Tensor, IFState]:
-    """Like ``if_scan`` but returns the output values s(t)·θ directly (the engine's fast path).
+def if_scan_values(currents: Tensor, state: IFState, threshold: Tensor) -> tuple[Tensor, IFState, Tensor]:
+    """Like ``if_scan`` but returns the output values s(t)·θ directly, plus the spike count of every step
+    (float64, summed over the batch and neurons): the engine's fast path.
 
-    Since s ∈ {0, 1}, s·θ is exact, so the potential is bit-identical to ``if_step``'s.
+    The comparison writes 0/1 straight into the output buffer, which is counted and then scaled by θ in place;
+    since s ∈ {0, 1}, s·θ is exact, so the potential is bit-identical to ``if_step``'s.
     """
     v = state.v.clone()
     out = torch.empty(currents.shape, dtype=currents.dtype, device=currents.device)
+    counts = torch.empty(currents.shape[0], dtype=torch.float64, device=currents.device)
+    batch = currents.shape[1] if currents.dim() > 1 else 1
     for t in range(currents.shape[0]):
         v.add_(currents[t])
         o = out[t]
-        torch.mul(v >= threshold, threshold, out=o)
+        torch.ge(v, threshold, out=o)
+        # per-sample sums of 0/1 are exact in the tensor's dtype (< 2^24 neurons a sample), then summed in float64
+        counts[t] = o.reshape(batch, -1).sum(1).double().sum()
+        o.mul_(threshold)
         v.sub_(o)
-    return out, IFState(v=v)
+    return out, IFState(v=v), counts

@@ -43,7 +43,7 @@ from torch import Tensor
 
 from snnconv.errors import SimulationError
 from snnconv.functional.if_neuron import IFState, if_scan, if_scan_values
-from snnconv.layers.neuron import IFNeuron
+from snnconv.layers.neuron import IFNeuron, SpikingNeuron
 
 __all__ = ["BinaryIFNeuron", "CalibratedIFNeuron", "CalibrationMode", "cos_offset", "if_scan_masked", "srp_mask"]
 
@@ -82,6 +82,8 @@ class BinaryIFNeuron(IFNeuron):
 
     def scan_values(self, currents: Tensor, state: IFState) -> tuple[Tensor, IFState]:
         return if_scan(currents, state, self._theta(currents.dim() - 1))
+
+    scan_counted = SpikingNeuron.scan_counted  # count what this class's scan_values emits
 
     def extra_repr(self) -> str:
         return super().extra_repr() + ", binary"
@@ -157,9 +159,11 @@ class CalibratedIFNeuron(IFNeuron):
             correction = self.calibrate(currents, state)
             self.last_calibration = correction
             theta = self._theta(currents.dim() - 1)
-            return if_scan_values(currents, IFState(v=state.v - correction * theta), theta)
+            return if_scan_values(currents, IFState(v=state.v - correction * theta), theta)[:2]
         spikes, state = self._run(currents, state)
         return self.output(spikes), state
+
+    scan_counted = SpikingNeuron.scan_counted  # count what this class's scan_values emits
 
     def step(self, current: Tensor, state: IFState, t: int) -> tuple[Tensor, IFState]:
         raise SimulationError(

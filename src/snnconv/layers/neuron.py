@@ -43,9 +43,14 @@ class SpikingNeuron(nn.Module):
         return torch.count_nonzero(values.reshape(values.shape[0], -1), dim=1)
 
     def scan_values(self, currents: Tensor, state: Any) -> tuple[Tensor, Any]:
-        """``output(scan(...))`` in one go; neurons override it with a fused version (the engine calls this)."""
+        """``output(scan(...))`` in one go; neurons may override it with a fused version."""
         spikes, state = self.scan(currents, state)
         return self.output(spikes), state
+
+    def scan_counted(self, currents: Tensor, state: Any) -> tuple[Tensor, Any, Tensor]:
+        """``scan_values`` plus the spike count of every step (what the engine calls); fused where it pays."""
+        values, state = self.scan_values(currents, state)
+        return values, state, self.count(values)
 
     def forward(self, currents: Tensor) -> Tensor:
         """Direct use on a [T, B, ...] sequence from the initial state: the output values s(t)·θ."""
@@ -87,6 +92,9 @@ class IFNeuron(SpikingNeuron):
         return spikes * self._theta(spikes.dim() - 1)
 
     def scan_values(self, currents: Tensor, state: IFState) -> tuple[Tensor, IFState]:
+        return self.scan_counted(currents, state)[:2]
+
+    def scan_counted(self, currents: Tensor, state: IFState) -> tuple[Tensor, IFState, Tensor]:
         return if_scan_values(currents, state, self._theta(currents.dim() - 1))
 
     def extra_repr(self) -> str:
