@@ -230,31 +230,45 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from snnconv.analysis import energy, error_decomposition, format_spike_rates, spike_stats
     from snnconv.analysis.plots import plot_error_decomposition, plot_spike_rates
     from snnconv.convert import convert
+    from snnconv.evaluate import bitserial_bits, bitserial_plan
     from snnconv.runs import load_run, test_loader
     from snnconv.simulate import simulate
 
     run = Path(args.run)
     ann, config = load_run(run, args.checkpoint)
-    snn = convert(ann, method=args.method)
+    options = _method_options(args)
+    if args.method == "bitserial":
+        options = bitserial_plan(bitserial_bits(ann), args.T)
+    snn = convert(ann, method=args.method, **options)
     loader = test_loader(config, batch_size=args.batch_size, subset=args.batch_size * args.batches, root=args.data_root)
-    errors = error_decomposition(ann, snn, loader, args.T, max_batches=args.batches)
+    rate_coded = all(m.causal for m in snn.neurons().values())
+    errors = error_decomposition(ann, snn, loader, args.T, max_batches=args.batches) if rate_coded else None
     x = next(iter(loader))[0]
     stats = spike_stats(simulate(snn, x, args.T))
-    cost = energy(snn, loader, args.T, ann=ann, table=args.energy_table, max_batches=args.batches)
+    shifts = 1 if args.method == "bitserial" else 0  # one shift per neuron output per step (seed 001 energy model)
+    cost = energy(snn, loader, args.T, ann=ann, table=args.energy_table, max_batches=args.batches,
+                  shifts_per_output=shifts)  # fmt: skip
     print(f"{config.model} on {config.dataset}, L={config.levels}, method={args.method}, T={args.T}\n")
-    print("conversion error per layer (mean |error| / θ; total = quantization + inherited + unevenness):")
-    print(errors.table())
+    if errors is not None:
+        print("conversion error per layer (mean |error| / θ; total = quantization + inherited + unevenness):")
+        print(errors.table())
+    else:
+        print("(no rate-coding error decomposition: these neurons fire after integrating all T inputs;"
+              " 'snnconv evaluate --method bitserial' compares bit-serial SNNs with their exact QANN)")  # fmt: skip
     print("\nspike rates (seed 000 format):")
     print(format_spike_rates(stats))
     print(f"\nenergy per image ({args.energy_table} table):")
     print(cost.table())
     stem = run / f"analyze_{args.method}_T{args.T}"
-    report = {"T": args.T, "method": args.method, "errors": errors.to_dict(), "spikes": stats.to_dict(),
+    report = {"T": args.T, "method": args.method, "options": options, "spikes": stats.to_dict(),
               "energy": cost.to_dict()}  # fmt: skip
+    written = [stem.with_suffix(".json"), Path(str(stem) + "_spikes.png")]
+    if errors is not None:
+        report["errors"] = errors.to_dict()
+        written.append(plot_error_decomposition(errors, str(stem) + "_errors.png", title=f"{config.model}, T={args.T}"))
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    plot_error_decomposition(errors, str(stem) + "_errors.png", title=f"{config.model}, T={args.T}")
-    plot_spike_rates(stats, str(stem) + "_spikes.png")
-    print(f"\nwrote {stem}.json, {stem}_errors.png, {stem}_spikes.png")
+    plot_spike_rates(stats, written[1])
+    print(f"\nwrote {', '.join(str(w) for w in written)}")
     return 0
 
 
@@ -297,6 +311,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_calibration_args(p: argparse.ArgumentParser) -> None:
+    calib = p.add_argument_group("calibration (--method cos / srp, seed 002)")
+    calib.add_argument("--rho", type=_positive_int, default=2, help="COS calibration steps (1 changes nothing)")
+    calib.add_argument("--tau", type=_positive_int, default=4, help="SRP pre-run steps")
+    p.add_argument("--binary-spikes", action="store_true", help="0/1 spikes, θ folded into the next weights")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from snnconv.convert import list_methods
 
@@ -318,10 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--data-root", default=None)
     p.add_argument("--json", default=None, help="write the report here (default RUN/eval_<method>.json)")
-    calib = p.add_argument_group("calibration (--method cos / srp, seed 002)")
-    calib.add_argument("--rho", type=_positive_int, default=2, help="COS calibration steps (1 changes nothing)")
-    calib.add_argument("--tau", type=_positive_int, default=4, help="SRP pre-run steps")
-    p.add_argument("--binary-spikes", action="store_true", help="0/1 spikes, θ folded into the next weights")
+    _add_calibration_args(p)
     bits = p.add_argument_group("bit-serial (--method bitserial)")
     bits.add_argument("--ablation", type=_ablations, default=None, help="left_shift,bias_shift,modified_neuron or all")
     bits.add_argument("--bias-split", default="first", choices=("first", "uniform", "bn_shift"))
@@ -344,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batches", type=_positive_int, default=2, help="test batches to analyse")
     p.add_argument("--batch-size", type=_positive_int, default=128)
     p.add_argument("--energy-table", default="45nm", choices=("45nm", "seed001"))
+    _add_calibration_args(p)
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--data-root", default=None)
     p.set_defaults(func=cmd_analyze)

@@ -92,6 +92,18 @@ def sweep(
     )
 
 
+def bitserial_bits(ann: nn.Module) -> int:
+    """The smallest number of bits T with which the bit-serial SNN equals ``ann`` exactly."""
+    from snnconv.convert import convert
+
+    return convert(ann, method="bitserial").meta["T"]
+
+
+def bitserial_plan(exact_T: int, t: int) -> dict:
+    """Conversion arguments for t time steps: fewer steps than exact bits re-round, more add bits (exact)."""
+    return {"T": exact_T, "steps": t} if t <= exact_T else {"T": t}
+
+
 @torch.no_grad()
 def sweep_bitserial(
     ann: nn.Module,
@@ -112,8 +124,8 @@ def sweep_bitserial(
     from snnconv.convert import convert, quantized_reference
 
     ann = ann.to(dtype).eval()
-    exact_T = convert(ann, method="bitserial").meta["T"]
-    plans = {t: ({"T": exact_T, "steps": t} if t <= exact_T else {"T": t}) for t in sorted(set(T))}
+    exact_T = bitserial_bits(ann)
+    plans = {t: bitserial_plan(exact_T, t) for t in sorted(set(T))}
     nets = {t: convert(ann, method="bitserial", **kw, **options) for t, kw in plans.items()}
     rounding = options.get("rounding", "unbiased")
     refs = {t: quantized_reference(ann, kw["T"], steps=kw.get("steps"), rounding=rounding) for t, kw in plans.items()}

@@ -54,11 +54,10 @@ def write_report(directory: str | Path) -> Path:
         a = json.loads(p.read_text())
         rel = _rel(p, root)
         stem = p.stem if rel == "." else f"{rel.replace('/', '_')}_{p.stem}"
-        pngs = [
-            plots.plot_spike_rates(a["spikes"]["spike_rate"], out / f"{stem}_spikes.png"),
-            plots.plot_error_decomposition(a["errors"], out / f"{stem}_errors.png"),
-            plots.plot_energy(a["energy"], out / f"{stem}_energy.png"),
-        ]
+        pngs = [plots.plot_spike_rates(a["spikes"]["spike_rate"], out / f"{stem}_spikes.png")]
+        if "errors" in a:  # rate-coded methods only
+            pngs.append(plots.plot_error_decomposition(a["errors"], out / f"{stem}_errors.png"))
+        pngs.append(plots.plot_energy(a["energy"], out / f"{stem}_energy.png"))
         e = a["energy"]
         text = (f"energy per sample: SNN {e['snn_total']:.4g} pJ, ANN {e.get('ann_total') or float('nan'):.4g} pJ, "
                 f"ANN/SNN = {e.get('ann_over_snn') or float('nan'):.3f}")  # fmt: skip

@@ -81,3 +81,24 @@ def test_hand_counted_conv_net():
     assert r.totals("snn")["ac"] == T * 26
     batches = [(x, None), (x, None)]
     assert energy(convert(ann), batches, T).snn_ops == r.snn_ops
+
+
+def test_bitserial_first_layer_macs_once_and_shifts_counted():
+    """Bit-serial: the analog input reaches the first layer at t = 1 only (multi-bit MACs once per image), later
+    layers accumulate spikes, and every neuron output costs one shift per step (seed 001 energy model)."""
+    import torch
+    from torch import nn
+
+    from snnconv import QCFS, convert
+    from snnconv.analysis import energy
+
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), QCFS(7, 1.0), nn.Flatten(), nn.Linear(64, 3)).eval()
+    snn = convert(ann, method="bitserial")
+    x = torch.rand(2, 1, 4, 4) + 0.1  # all pixels non-zero
+    rep = energy(snn, x, 3, ann=ann, shifts_per_output=1)
+    first = rep.snn_ops["0"]
+    # 3×3 conv, padding 1, 4×4 input: valid taps per row 2+3+3+2 = 10, so 10·10 per channel pair, 4 out channels
+    assert first["mac"] == rep.ann_ops["0"]["mac"] == 4 * 10 * 10
+    assert first["ac"] == 0
+    assert rep.snn_ops["1"]["shift"] == 4 * 16 * 3  # neurons per sample × T

@@ -69,14 +69,21 @@ def connections(module: nn.Module, x: Tensor) -> float:
 
 def _static_modules(gm: fx.GraphModule) -> set[str]:
     """Names of modules whose input is the same at every step (computed from the analog input only)."""
-    static: set[fx.Node] = set()
+    return _modules_upstream_free_of(gm, (SpikingNeuron, TimeAware))
+
+
+def _analog_modules(gm: fx.GraphModule) -> set[str]:
+    """Names of modules with no spiking neuron upstream: their inputs are analog (multi-bit), so they MAC."""
+    return _modules_upstream_free_of(gm, (SpikingNeuron,))
+
+
+def _modules_upstream_free_of(gm: fx.GraphModule, kinds: tuple[type, ...]) -> set[str]:
+    free: set[fx.Node] = set()
     names: set[str] = set()
     for n in gm.graph.nodes:
         mod = gm.get_submodule(n.target) if n.op == "call_module" else None
-        if n.op == "placeholder" or (
-            not isinstance(mod, (SpikingNeuron, TimeAware)) and all(a in static for a in n.all_input_nodes)
-        ):
-            static.add(n)
+        if n.op == "placeholder" or (not isinstance(mod, kinds) and all(a in free for a in n.all_input_nodes)):
+            free.add(n)
             if mod is not None:
                 names.add(n.target)
     return names
@@ -174,6 +181,7 @@ def energy(
     """Count the operations of ``snn`` (and of ``ann`` if given) on ``data`` at ``T`` steps and price them."""
     report = EnergyReport(T=T, prices=price_table(table, bits), ann_ops={} if ann is not None else None)
     static = _static_modules(snn.graph)
+    analog = _analog_modules(snn.graph)
     neurons = snn.neurons()
     snn_ops: dict[str, dict[str, float]] = {}
     ann_ops: dict[str, dict[str, float]] = {}
@@ -182,6 +190,8 @@ def energy(
         ops = snn_ops.setdefault(name, _ops())
         if name in static:
             ops["mac"] += connections(mod, torch.ones_like(x)) * (T if analog_per_step else 1)
+        elif name in analog:  # time-varying analog input (e.g. the bit-serial encoder): MACs on non-zero inputs
+            ops["mac"] += connections(mod, x)
         else:
             ops["ac"] += connections(mod, x) + (out.numel() if mod.bias is not None else 0)
 

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Seed 001 on Fashion-MNIST at a small CPU budget (VGG-16 width 0.25 and ResNet-20):
+#  - Table 5 shape: QANN vs bit-serial SNN with T = Q bits (QCFS with L = 2^T - 1 levels), T = 2, 3, 4;
+#  - Table 4 shape: ablations at T = 3 (L = 7);
+#  - the bit-level l1 regularizer: spiking activity vs coefficient at T = 3.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+S=.venv/bin/snnconv
+OUT=results/bitserial
+COMMON="--dataset fashion-mnist --epochs 3 --subset 20000 --optimizer adam --lr 0.002 --weight-decay 0 --threshold-init 4 --batch-size 128"
+for M in "vgg16 --width 0.25" "resnet20"; do
+  name=${M%% *}
+  for T in 2 3 4; do
+    L=$(( (1 << T) - 1 ))
+    run=runs/bitserial/${name}_L${L}
+    [ -f $run/best.pt ] || $S train --model $M $COMMON --levels $L --out $run
+    $S evaluate $run --method bitserial --T $T --float64 --json $OUT/${name}_L${L}_T${T}.json | tee $OUT/${name}_L${L}_T${T}.txt
+  done
+  $S evaluate runs/bitserial/${name}_L7 --method bitserial --T 2,3 --subset 2000 --ablation all \
+    --json $OUT/${name}_ablation.json | tee $OUT/${name}_ablation.txt
+  for C in 1e-6 1e-5; do
+    run=runs/bitserial/${name}_L7_sp$C
+    [ -f $run/best.pt ] || $S train --model $M $COMMON --levels 7 --sparsity $C --out $run
+    $S evaluate $run --method bitserial --T 3 --json $OUT/${name}_L7_sparsity$C.json | tee $OUT/${name}_L7_sparsity$C.txt
+  done
+done
