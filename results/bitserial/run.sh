@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Seed 001 on Fashion-MNIST at a small CPU budget (VGG-16 width 0.25 and ResNet-20):
+# Seed 001 on Fashion-MNIST at a small CPU budget (MODELS, default small_cnn; "vgg16" = VGG-16 at width 0.25):
 #  - Table 5 shape: QANN vs bit-serial SNN with T = Q bits (QCFS with L = 2^T - 1 levels), T = 2, 3, 4;
 #  - Table 4 shape: ablations at T = 3 (L = 7);
 #  - the bit-level l1 regularizer: spiking activity vs coefficient at T = 3.
@@ -8,13 +8,14 @@ cd "$(dirname "$0")/../.."
 S=.venv/bin/snnconv
 OUT=results/bitserial
 COMMON="--dataset fashion-mnist --epochs 3 --subset 20000 --optimizer adam --lr 0.002 --weight-decay 0 --threshold-init 4 --batch-size 128"
-for M in "vgg16 --width 0.25" "resnet20"; do
-  name=${M%% *}
+for name in ${MODELS:-small_cnn}; do
+  M=$name; [ $name = vgg16 ] && M="vgg16 --width 0.25"
   for T in 2 3 4; do
     L=$(( (1 << T) - 1 ))
     run=runs/bitserial/${name}_L${L}
     [ -f $run/best.pt ] || $S train --model $M $COMMON --levels $L --out $run
-    $S evaluate $run --method bitserial --T $T --float64 --json $OUT/${name}_L${L}_T${T}.json | tee $OUT/${name}_L${L}_T${T}.txt
+    f64=""; [ $T -eq 3 ] && f64="--float64"   # float64 (exact equality) at T = 3; float32 elsewhere
+    $S evaluate $run --method bitserial --T $T $f64 --json $OUT/${name}_L${L}_T${T}.json | tee $OUT/${name}_L${L}_T${T}.txt
   done
   $S evaluate runs/bitserial/${name}_L7 --method bitserial --T 2,3 --subset 2000 --ablation all \
     --json $OUT/${name}_ablation.json | tee $OUT/${name}_ablation.txt

@@ -4,11 +4,12 @@ from snnconv import models
 from snnconv.convert import SpikingNetwork, convert, fold_bn, list_methods
 from snnconv.functional.qcfs import qcfs
 from snnconv.layers import QCFS, Add, IFNeuron, SpikingNeuron, make_act
+from snnconv.prepare import prepare
 from snnconv.simulate import SimResult, simulate
 
 __version__ = "0.1.0"
 
 __all__ = [
     "QCFS", "Add", "IFNeuron", "SimResult", "SpikingNetwork", "SpikingNeuron", "convert", "fold_bn",
-    "list_methods", "make_act", "models", "qcfs", "simulate",
+    "list_methods", "make_act", "models", "prepare", "qcfs", "simulate",
 ]  # fmt: skip

@@ -32,6 +32,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _chunk(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive_int(text)
+
+
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     from snnconv.data import list_datasets
     from snnconv.layers.act import ACT_KINDS
@@ -132,9 +136,14 @@ ABLATIONS = ("left_shift", "bias_shift", "modified_neuron")
 def _method_options(args: argparse.Namespace) -> dict:
     """Conversion options of the rate-coded methods, from evaluate/analyze flags."""
     options: dict = {}
-    if args.method == "cos":
+    calibration = {"cos": "cos", "srp": "srp"}.get(args.method, args.calibration)
+    if calibration != "none" and args.method not in ("if", "cos", "srp"):
+        raise SnnconvError(f"--calibration {calibration} applies to --method if, not {args.method!r}")
+    if args.method == "if" and calibration != "none":
+        options["calibration"] = calibration
+    if calibration == "cos":
         options["rho"] = args.rho
-    elif args.method == "srp":
+    elif calibration == "srp":
         options["tau"] = args.tau
     if args.binary_spikes:
         options["binary_spikes"] = True
@@ -241,7 +250,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         options = bitserial_plan(bitserial_bits(ann), args.T)
     snn = convert(ann, method=args.method, **options)
     loader = test_loader(config, batch_size=args.batch_size, subset=args.batch_size * args.batches, root=args.data_root)
-    rate_coded = all(m.causal for m in snn.neurons().values())
+    # the decomposition compares each neuron's T-step output with the ANN; COS/SRP pre-run extra steps first
+    rate_coded = all(m.causal for m in snn.neurons().values()) and snn.meta.get("calibration", "none") == "none"
     errors = error_decomposition(ann, snn, loader, args.T, max_batches=args.batches) if rate_coded else None
     x = next(iter(loader))[0]
     stats = spike_stats(simulate(snn, x, args.T))
@@ -253,8 +263,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print("conversion error per layer (mean |error| / θ; total = quantization + inherited + unevenness):")
         print(errors.table())
     else:
-        print("(no rate-coding error decomposition: these neurons fire after integrating all T inputs;"
-              " 'snnconv evaluate --method bitserial' compares bit-serial SNNs with their exact QANN)")  # fmt: skip
+        print("(no rate-coding error decomposition for this network: bit-serial/Ca-LIF neurons fire after all T"
+              " inputs, COS/SRP pre-run extra steps; energy below includes those pre-run steps)")  # fmt: skip
     print("\nspike rates (seed 000 format):")
     print(format_spike_rates(stats))
     print(f"\nenergy per image ({args.energy_table} table):")
@@ -300,6 +310,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Per-layer thresholds (min/max/mean, Diff, non-positive count), MaxDiff and AvgDiff (seed 002 Table 5)."""
+    from snnconv.inspect import inspect_run
+
+    print(inspect_run(args.run, args.checkpoint))
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from snnconv.convert import list_methods
     from snnconv.data import list_datasets
@@ -312,8 +330,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _add_calibration_args(p: argparse.ArgumentParser) -> None:
-    calib = p.add_argument_group("calibration (--method cos / srp, seed 002)")
-    calib.add_argument("--rho", type=_positive_int, default=2, help="COS calibration steps (1 changes nothing)")
+    calib = p.add_argument_group("calibration (seed 002; --method cos/srp are shorthands)")
+    calib.add_argument("--calibration", default="none", choices=("none", "cos", "srp"),
+                       help="offset-spike (cos) or residual-potential (srp) calibration of the IF method")  # fmt: skip
+    calib.add_argument("--rho", type=_positive_int, default=4, help="COS pre-simulation steps")
     calib.add_argument("--tau", type=_positive_int, default=4, help="SRP pre-run steps")
     p.add_argument("--binary-spikes", action="store_true", help="0/1 spikes, θ folded into the next weights")
 
@@ -335,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=128)
     p.add_argument("--subset", type=_positive_int, default=None, help="first N test images only")
     p.add_argument("--schedule", default="layer", choices=("layer", "step"))
-    p.add_argument("--chunk", type=_positive_int, default=None, help="fold at most this many steps at once")
+    p.add_argument("--chunk", type=_chunk, default="auto", help="fold at most this many steps at once (or auto)")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--data-root", default=None)
     p.add_argument("--json", default=None, help="write the report here (default RUN/eval_<method>.json)")
@@ -378,6 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="one HTML page with every plot and table found under a run or sweep dir")
     p.add_argument("dir")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("inspect", help="layers of a run: spiking/analog, threshold statistics")
+    p.add_argument("run")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("list", help="registered models, datasets and conversion methods")
     p.set_defaults(func=cmd_list)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from snnconv.convert.network import SpikingNetwork
-from snnconv.simulate import Schedule, simulate
+from snnconv.simulate import Schedule, SimResult, simulate
 
 
 @dataclass
@@ -55,10 +55,15 @@ def sweep(
     ann: nn.Module | None = None,
     device: torch.device | str = "cpu",
     schedule: Schedule = "layer",
-    chunk: int | None = None,
+    chunk: int | str | None = "auto",
     progress: bool = True,
+    simulate_fn: Callable[..., SimResult] = simulate,
 ) -> SweepResult:
-    """Simulate every batch once up to ``max(T)``; report accuracy at each requested T."""
+    """Simulate every batch once up to ``max(T)``; report accuracy at each requested T.
+
+    ``simulate_fn`` replaces ``snnconv.simulate`` (e.g. ``simulate_calibrated``, which returns only the T result
+    steps of COS/SRP networks).
+    """
     T = sorted(set(int(t) for t in T))
     Tmax = T[-1]
     correct = torch.zeros(Tmax, dtype=torch.long)
@@ -70,7 +75,7 @@ def sweep(
     bar = tqdm(loader, desc=f"SNN T≤{Tmax}", disable=not progress, leave=False)
     for x, y in bar:
         x, y = x.to(device), y.to(device)
-        result = simulate(snn, x, Tmax, schedule=schedule, chunk=chunk)
+        result = simulate_fn(snn, x, Tmax, schedule=schedule, chunk=chunk)
         correct += result.correct(y).cpu()
         for k, c in result.spike_counts.items():
             counts[k] = counts.get(k, 0) + c.cpu().double()

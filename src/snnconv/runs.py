@@ -93,7 +93,7 @@ def evaluate_run(
     batch_size: int = 128,
     subset: int | None = None,
     schedule: str = "layer",
-    chunk: int | None = None,
+    chunk: int | str | None = "auto",
     checkpoint: str = "best",
     root: str | None = None,
     progress: bool = True,
@@ -101,14 +101,15 @@ def evaluate_run(
 ) -> dict:
     """Evaluate a run directory: ANN accuracy and SNN accuracy at each T; returns the JSON-ready report."""
     from snnconv.convert import convert
-    from snnconv.evaluate import sweep
+    from snnconv.convert.calibration import calibrated_sweep
 
     ann, config = load_run(run, checkpoint)
     options = dict(options or {})
     snn = convert(ann, method=method, **options)
     loader = test_loader(config, batch_size=batch_size, subset=subset, root=root)
     started = time.perf_counter()
-    result = sweep(snn, loader, T, ann=ann, schedule=schedule, chunk=chunk, progress=progress)
+    # the T result steps of any network (COS/SRP networks pre-run ρ/τ steps first; latency is reported)
+    result = calibrated_sweep(snn, loader, T, ann=ann, schedule=schedule, chunk=chunk, progress=progress)
     return {
         "model": config.model,
         "dataset": config.dataset,

@@ -1,6 +1,8 @@
-"""Neuron variants: offset-spike calibration (COS), residual-potential masking (SRP), binary outputs."""
+"""Neuron variants of issue 5: offset-spike calibration (COS), residual-potential masking (SRP), binary outputs."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -9,132 +11,240 @@ from hypothesis import strategies as st
 
 from snnconv import IFNeuron, qcfs
 from snnconv.errors import SimulationError
-from snnconv.functional.if_neuron import if_init, if_scan
-from snnconv.layers.calibrated import BinaryIFNeuron, CalibratedIFNeuron, cos_offset
+from snnconv.functional.if_neuron import IFState, if_scan
+from snnconv.layers.calibrated import BinaryIFNeuron, COSNeuron, SRPNeuron, cos_initial_potential, srp_mask
 
-UNEVEN = torch.tensor([1.0, 1.0, -1.0, -1.0])  # seed 004's example: mean 0, but the IF neuron fires twice
+F64 = torch.float64
 
 
 def _seq(values, *shape) -> torch.Tensor:
     """[T] values -> currents [T, *shape] (the same sequence for every neuron)."""
-    v = torch.as_tensor(values, dtype=torch.float64)
+    v = torch.as_tensor(values, dtype=F64)
     return v.view(-1, *([1] * len(shape))).expand(-1, *shape).clone()
 
 
-def test_cos_fixes_seed_004_unevenness_example():
-    currents = _seq(UNEVEN, 1, 1)  # [T=4, B=1, 1 neuron]
-    plain = IFNeuron(1.0)(currents).mean(0)
-    cos = CalibratedIFNeuron(1.0, mode="cos", steps=4)
-    calibrated = cos(currents).mean(0)
-    want = qcfs(currents.mean(0), torch.tensor(1.0, dtype=torch.float64), 4)  # QCFS_4(0) = 0
-    assert float(plain) == 0.5 and float(want) == 0.0
-    assert float(calibrated) == float(want)
-    assert float(cos.last_calibration) == 2.0  # two offset spikes, v(0) shifted by -2θ
+def _v0(values, theta: float = 1.0) -> float:
+    c = _seq(values, 1)
+    return float(cos_initial_potential(c, torch.full((1,), theta / 2, dtype=F64), torch.tensor(theta, dtype=F64)))
 
 
-def test_cos_offset_is_per_neuron_and_per_sample():
-    # 2 samples x 3 neurons, each with its own sequence and threshold
-    theta = torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64)
+def _reference_v0(values, theta: float) -> float:
+    """The issue's rule, scalar by scalar."""
+    v, fired, m_s, m_n = theta / 2, False, math.inf, -math.inf
+    for i in values:
+        m = v + i
+        if m >= theta:
+            fired, m_s, v = True, min(m_s, m), m - theta
+        else:
+            m_n, v = max(m_n, m), m
+    if v < 0 and fired:
+        return theta / 2 - theta * max(1.0, m_s / theta - 0.999)
+    if v >= theta:
+        return theta / 2 + theta * (max(1.0, 1.001 - m_n / theta) if m_n > -math.inf else 1.0)
+    return theta / 2
+
+
+# --- COS: the three branches with the exact formulas ---------------------------------------------------------
+
+
+def test_cos_fired_too_much():
+    # θ = 1: m = 2.5 (fires), 0.5, -0.5, -0.5 -> v(4) = -0.5 < 0; m_s = 2.5; shift max(1, 2.5 - 0.999) = 1.501
+    assert _v0([2, -1, -1, 0]) == pytest.approx(0.5 - 1.501, abs=1e-12)
+    # m_s = 1.5 -> max(1, 0.501) = 1
+    assert _v0([1, 1, -1, -1]) == pytest.approx(-0.5, abs=1e-12)
+    # θ = 2: m = 5 (fires), 1, -1, -1; m_s / θ = 2.5 -> v0 = 1 - 2 * 1.501
+    assert _v0([4, -2, -2, 0], theta=2.0) == pytest.approx(1.0 - 2 * 1.501, abs=1e-12)
+
+
+def test_cos_fired_too_little():
+    # m = -0.5 (silent), 2.5, 4.5 (fire): v(3) = 3.5 ≥ θ; m_n = -0.5 -> shift max(1, 1.001 + 0.5) = 1.501
+    assert _v0([-1, 3, 3]) == pytest.approx(0.5 + 1.501, abs=1e-12)
+    # seed 004's "fewer spikes" case: m_n = 0.5 -> shift 1
+    assert _v0([-2, -2, 2, 2, 2]) == pytest.approx(1.5, abs=1e-12)
+    # it fired at every step (m_n does not exist): the shift is the floor θ
+    assert _v0([3, 3]) == pytest.approx(1.5, abs=1e-12)
+    assert _v0([6, 6], theta=2.0) == pytest.approx(1.0 + 2.0, abs=1e-12)
+
+
+def test_cos_neither_branch():
+    assert _v0([0.3, 0.3, 0.3, 0.3]) == 0.5  # 0 ≤ v(ρ) < θ
+    assert _v0([-1, -1]) == 0.5  # v(ρ) < 0 but it never fired
+    assert _v0([1.0, -0.5]) == 0.5  # fired, v(2) = 0 (not < 0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.floats(-4, 4, allow_nan=False, allow_subnormal=False), min_size=1, max_size=8),
+    st.sampled_from([0.5, 1.0, 2.0]),
+)
+def test_cos_initial_potential_matches_the_issue_rule(values, theta):
+    assert _v0(values, theta) == pytest.approx(_reference_v0(values, theta), rel=1e-12, abs=1e-12)
+
+
+def test_cos_pre_simulates_on_the_first_rho_steps_then_replays_all_T_from_t1():
+    theta = torch.tensor(1.0, dtype=F64)
+    currents = _seq([-2, -2, 2, 2, 2, 0.4, 0.4, 0.4], 1, 1)
+    neuron = COSNeuron(1.0, rho=5).double()
+    out = neuron(currents)
+    v0 = cos_initial_potential(currents[:5], torch.full((1, 1), 0.5, dtype=F64), theta)
+    ref, _ = if_scan(currents, IFState(v0), theta)  # all 8 steps, from t = 1, starting at v0
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    changed = currents.clone()
+    changed[5:] = -3.0  # what comes after ρ does not change the calibration
+    torch.testing.assert_close(neuron(changed)[:5], out[:5], rtol=0, atol=0)
+
+
+def test_cos_is_per_neuron_and_per_sample():
+    theta = torch.tensor([1.0, 0.5, 2.0], dtype=F64)
     seqs = torch.tensor(
         [
-            [[1, 1, -1, -1], [0.3, 0.3, 0.3, 0.3], [2, 2, -2, -2]],
-            [[0.2, 0.2, 0.2, 0.2], [0.5, 0.5, -0.5, -0.5], [-1, 3, 1, 0]],
+            [[2, -1, -1, 0], [0.3, 0.3, 0.3, 0.3], [-2, 6, 6, 0]],
+            [[-2, -2, 2, 2], [0.5, 0.5, -0.5, -0.5], [1, 1, 1, 1]],
         ],
-        dtype=torch.float64,
-    ).permute(2, 0, 1)  # [T, B, C]
-    neuron = CalibratedIFNeuron(theta, mode="cos", steps=4)
-    out = neuron(seqs)
-    psi = neuron.last_calibration
-    assert psi.shape == (2, 3)
-    assert len({float(p) for p in psi.flatten()}) > 1  # not one shift for everybody
+        dtype=F64,
+    ).permute(2, 0, 1)  # [T=4, B=2, C=3]
+    out = COSNeuron(theta, rho=4)(seqs)
+    v0 = cos_initial_potential(seqs, (theta / 2).expand(2, 3), theta)
+    assert len({round(float(v), 9) for v in (v0 / theta - 0.5).flatten()}) > 1  # not one shift for everybody
     for b in range(2):
         for c in range(3):
-            single = CalibratedIFNeuron(float(theta[c]), mode="cos", steps=4)
+            single = COSNeuron(float(theta[c]), rho=4).double()
             torch.testing.assert_close(single(seqs[:, b, c].view(4, 1)).view(4), out[:, b, c], rtol=0, atol=0)
-            assert float(single.last_calibration) == float(psi[b, c])
+            assert _v0(seqs[:, b, c].tolist(), float(theta[c])) == pytest.approx(float(v0[b, c]), abs=1e-12)
+
+
+# --- COS on seed 004's unevenness examples -------------------------------------------------------------------
+
+
+def _counts(values, rho: int) -> tuple[float, float, float]:
+    """(plain IF spikes, COS spikes, QCFS spikes) of one θ = 1 neuron over T = len(values) steps, L = T."""
+    T = len(values)
+    c = _seq(values, 1, 1)
+    plain = float(IFNeuron(1.0).double()(c).sum())
+    cos = float(COSNeuron(1.0, rho=rho).double()(c).sum())
+    want = float(qcfs(c.mean(0), torch.tensor(1.0, dtype=F64), T).sum()) * T
+    return plain, cos, want
+
+
+def test_cos_fixes_seed_004_fewer_spikes_example():
+    # seed 004 §3: inputs arrive as -2, -2, +2, +2, +2 (θ = 1, T = 5); ANN/QCFS value 0.4 = 2 spikes
+    plain, cos, want = _counts([-2, -2, 2, 2, 2], rho=5)
+    assert (plain, cos, want) == (1.0, 2.0, 2.0)
+
+
+def test_cos_removes_one_offset_spike_of_the_more_spikes_examples():
+    """The issue's rule shifts v0 by max(1, m_s/θ - 0.999)·θ: it silences the lowest firing step, i.e. removes one
+    offset spike (more only when m_s ≥ 2θ); with two surplus spikes it gets closer to QCFS but not equal."""
+    plain, cos, want = _counts([2, 2, 2, -2, -2], rho=5)  # seed 004: 4 spikes instead of 2
+    assert (plain, cos, want) == (4.0, 3.0, 2.0)
+    plain, cos, want = _counts([1, 1, -1, -1], rho=4)  # mean 0: QCFS 0, plain IF 2 spikes
+    assert (plain, cos, want) == (2.0, 1.0, 0.0)
+    plain, cos, want = _counts([2, -1, -1, 0], rho=4)  # m_s = 2.5θ: the larger shift removes its only spike
+    assert (plain, cos, want) == (1.0, 0.0, 0.0)
+
+
+# --- SRP ---------------------------------------------------------------------------------------------------
+
+
+def test_srp_mask_threshold_is_strictly_above_a_thousandth_of_theta():
+    theta = torch.tensor([1.0, 2.0], dtype=F64)
+    v = torch.tensor([[1e-3, 2e-3], [1.0001e-3, 2.0002e-3], [0.0, -1.0]], dtype=F64)
+    assert srp_mask(v, theta).tolist() == [[False, False], [True, True], [False, False]]
+
+
+def _srp_reference(currents: torch.Tensor, theta: float, tau: int) -> torch.Tensor:
+    """Steps 1..τ plain IF from θ/2; mask = v(τ) > 1e-3·θ; reset to θ/2; then masked IF spikes."""
+    th = torch.tensor(theta, dtype=F64)
+    pre, state = if_scan(currents[:tau], IFState(torch.full_like(currents[0], theta / 2)), th)
+    mask = (state.v > 1e-3 * theta).to(F64)
+    run, _ = if_scan(currents[tau:], IFState(torch.full_like(currents[0], theta / 2)), th)
+    return torch.cat([pre, run * mask])
+
+
+def test_srp_pre_run_mask_and_reset():
+    # neuron 0: v(4) = -1.5 (masked); neuron 1: v(4) = 0.5 + 4·0.6 - 2 = 0.9 (kept);
+    # neuron 2: v(4) = 0.5 - 0.4995 = 5e-4 > 0 but ≤ 1e-3·θ (masked)
+    cols = [[1, 1, -1, -1, 0.6, 0.6, 0.6, 0.6], [0.6] * 8, [-0.4995, 0, 0, 0, 0.9, 0.9, 0.9, 0.9]]
+    currents = torch.tensor(cols, dtype=F64).T.unsqueeze(1)  # [T=8, B=1, 3]
+    srp = SRPNeuron(1.0, tau=4).double()
+    spikes, state = srp.scan(currents, srp.init_state(currents[0]))
+    assert state.t == 8 and state.mask.view(-1).tolist() == [0.0, 1.0, 0.0]
+    torch.testing.assert_close(spikes, _srp_reference(currents, 1.0, 4), rtol=0, atol=0)
+    plain, _ = if_scan(currents[:4], IFState(torch.full_like(currents[0], 0.5)), torch.tensor(1.0, dtype=F64))
+    torch.testing.assert_close(spikes[:4], plain, rtol=0, atol=0)  # the pre-run is the plain neuron
+    assert spikes[4:, 0, 0].sum() == 0 and spikes[4:, 0, 2].sum() == 0
+    # after the reset the kept neuron restarts from θ/2 (not from v(4) = 0.9): m = 1.1, 0.7, 1.3, 0.9
+    assert spikes[4:, 0, 1].tolist() == [1.0, 0.0, 1.0, 0.0]
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.floats(-3, 3, allow_nan=False, width=32), min_size=1, max_size=8))
-def test_cos_with_rho_1_never_shifts(values):
-    """One step cannot fire more or fewer spikes than its (clipped) input implies: ψ ≡ 0 at ρ = 1."""
-    currents = _seq(values, 2, 3)
-    neuron = CalibratedIFNeuron(0.7, mode="cos", steps=1)
-    torch.testing.assert_close(neuron(currents), IFNeuron(0.7)(currents), rtol=0, atol=0)
-    assert not bool(neuron.last_calibration.any())
+@given(
+    st.lists(st.floats(-2, 2, allow_nan=False, allow_subnormal=False), min_size=2, max_size=9),
+    st.integers(1, 4),
+    st.integers(1, 4),
+)
+def test_srp_chunks_and_steps_equal_one_scan(values, tau, chunk):
+    """The SRP neuron is causal: any chunking of the timeline, or one step at a time, gives the same spikes."""
+    currents = _seq(values, 2, 3) * torch.tensor([1.0, -0.5, 2.0], dtype=F64)
+    srp = SRPNeuron(torch.tensor([1.0, 0.7, 1.3], dtype=F64), tau=tau)
+    whole, _ = srp.scan(currents, srp.init_state(currents[0]))
+    torch.testing.assert_close(whole, _srp_reference_channels(currents, srp), rtol=0, atol=0)
+    state, parts = srp.init_state(currents[0]), []
+    for start in range(0, len(values), chunk):
+        s, state = srp.scan(currents[start : start + chunk], state)
+        parts.append(s)
+    torch.testing.assert_close(torch.cat(parts), whole, rtol=0, atol=0)
+    state, steps = srp.init_state(currents[0]), []
+    for t in range(len(values)):
+        s, state = srp.step(currents[t], state, t)
+        steps.append(s)
+    torch.testing.assert_close(torch.stack(steps), whole, rtol=0, atol=0)
 
 
-@settings(max_examples=80, deadline=None)
-@given(st.lists(st.floats(-2, 2, allow_nan=False, width=32), min_size=2, max_size=8))
-def test_cos_never_moves_the_count_away_from_the_qcfs_count(values):
-    """With ρ = T the calibrated count is at least as close to the QCFS count of the same input as the plain one."""
-    T = len(values)
-    currents = _seq(values, 1)
-    theta = torch.tensor(1.0, dtype=torch.float64)
-    want = qcfs(currents.sum(0) / T, theta, T) * T  # = clip(floor(ΣI/θ + 1/2), 0, T)
-    plain = IFNeuron(theta)(currents).sum(0)
-    cos = CalibratedIFNeuron(theta, mode="cos", steps=T)(currents).sum(0)
-    assert float((cos - want).abs()) <= float((plain - want).abs())
-
-
-def test_cos_offset_formula():
-    count = torch.tensor([2.0, 0.0, 1.0, 4.0, 3.0])
-    v = torch.tensor([-1.5, -3.0, 1.2, 2.5, 0.3])
-    # desired = clip(count + floor(v), 0, 4): 0, 0, 2, 4, 3
-    torch.testing.assert_close(cos_offset(count, v, torch.tensor(1.0), 4), torch.tensor([2.0, 0.0, -1.0, 0.0, 0.0]))
-
-
-def test_constant_input_needs_no_calibration():
-    currents = torch.linspace(-1, 2, 7, dtype=torch.float64).expand(6, 7).clone()
-    neuron = CalibratedIFNeuron(1.0, mode="cos", steps=3)
-    torch.testing.assert_close(neuron(currents), IFNeuron(1.0)(currents), rtol=0, atol=0)
-
-
-def test_srp_silences_neurons_with_non_positive_residual_potential():
-    # neuron 0: the uneven example (v(4) = -1.5 <= 0); neuron 1: a steady positive input (v(4) > 0)
-    currents = torch.stack([_seq(UNEVEN, 1)[:, 0], _seq([0.6] * 4, 1)[:, 0]], dim=1).unsqueeze(1)  # [4, 1, 2]
-    currents = torch.cat([currents, currents])  # real run of 8 steps, pre-run on the first tau = 4
-    srp = CalibratedIFNeuron(1.0, mode="srp", steps=4)
-    spikes, _ = srp.scan(currents, srp.init_state(currents[0]))
-    plain, state = if_scan(currents[:4], if_init(currents[0], torch.tensor(1.0, dtype=torch.float64)),
-                           torch.tensor(1.0, dtype=torch.float64))  # fmt: skip
-    assert bool(state.v[0, 0] <= 0) and bool(state.v[0, 1] > 0)
-    assert plain[:, 0, 0].sum() == 2  # the plain neuron fires twice in the pre-run ...
-    assert spikes[:, 0, 0].sum() == 0  # ... the masked one never fires in the real run
-    torch.testing.assert_close(spikes[:, 0, 1], IFNeuron(1.0)(currents)[:, 0, 1], rtol=0, atol=0)
-    assert srp.last_calibration.tolist() == [[True, False]]
+def _srp_reference_channels(currents: torch.Tensor, srp: SRPNeuron) -> torch.Tensor:
+    return torch.stack(
+        [_srp_reference(currents[..., c], float(srp.threshold[c]), srp.tau) for c in range(currents.shape[-1])], -1
+    )
 
 
 def test_srp_mask_is_per_sample():
-    currents = torch.stack([_seq(UNEVEN, 1)[:, 0], _seq([0.6] * 4, 1)[:, 0]], dim=1).unsqueeze(-1)  # [4, B=2, 1]
-    srp = CalibratedIFNeuron(1.0, mode="srp", steps=4)
+    currents = torch.tensor([[1, 1, -1, -1, 1, 1], [0.6] * 6], dtype=F64).T.unsqueeze(-1)  # [6, B=2, 1]
+    srp = SRPNeuron(1.0, tau=4).double()
     out = srp(currents)
-    assert srp.last_calibration.view(-1).tolist() == [True, False]
-    assert out[:, 0].sum() == 0 and out[:, 1].sum() > 0
+    assert out[4:, 0].sum() == 0 and out[4:, 1].sum() > 0
+    torch.testing.assert_close(out[:4], IFNeuron(1.0).double()(currents[:4]), rtol=0, atol=0)
 
 
-def test_calibrated_neurons_need_their_calibration_steps_and_no_step_mode():
-    neuron = CalibratedIFNeuron(1.0, mode="cos", steps=4)
+# --- API details -------------------------------------------------------------------------------------------
+
+
+def test_cos_needs_rho_steps_and_the_layer_schedule():
+    neuron = COSNeuron(1.0, rho=4)
     with pytest.raises(SimulationError, match="rho=4"):
         neuron(torch.zeros(2, 1, 3))
     with pytest.raises(SimulationError, match="schedule='layer'"):
         neuron.step(torch.zeros(1, 3), neuron.init_state(torch.zeros(1, 3)), 0)
-    assert not neuron.causal
-    with pytest.raises(ValueError, match="mode"):
-        CalibratedIFNeuron(1.0, mode="bad")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="positive integer"):
-        CalibratedIFNeuron(1.0, steps=0)
+    assert not neuron.causal and SRPNeuron(1.0).causal
+    with pytest.raises(ValueError, match="rho must be a positive integer"):
+        COSNeuron(1.0, rho=0)
+    with pytest.raises(ValueError, match="tau must be a positive integer"):
+        SRPNeuron(1.0, tau=True)  # type: ignore[arg-type]
+    assert "rho=4" in repr(neuron) and "tau=3" in repr(SRPNeuron(1.0, tau=3))
 
 
-def test_binary_neuron_outputs_the_spikes_of_the_if_neuron():
+def test_binary_neurons_output_the_spikes():
     torch.manual_seed(0)
     theta = torch.tensor([0.5, 1.0, 2.0])
     currents = torch.randn(5, 4, 3) * 2
     ref = IFNeuron(theta)
-    b = BinaryIFNeuron(theta)
     spikes, _ = ref.scan(currents, ref.init_state(currents[0]))
+    b = BinaryIFNeuron(theta)
     values, _ = b.scan_values(currents, b.init_state(currents[0]))
     torch.testing.assert_close(values, spikes, rtol=0, atol=0)
-    assert set(values.unique().tolist()) <= {0.0, 1.0}
-    cal = CalibratedIFNeuron(theta, mode="cos", steps=2, binary=True)
-    assert set(cal(currents).unique().tolist()) <= {0.0, 1.0}
+    for cls, kw in ((COSNeuron, {"rho": 2}), (SRPNeuron, {"tau": 2})):
+        n, nb = cls(theta, **kw), cls(theta, binary=True, **kw)
+        out, binary = n(currents), nb(currents)
+        assert set(binary.unique().tolist()) <= {0.0, 1.0}
+        torch.testing.assert_close(binary * theta.view(1, 1, 3), out, rtol=0, atol=0)
+        v, _, counts = nb.scan_counted(currents, nb.init_state(currents[0]))
+        torch.testing.assert_close(counts.double(), binary.sum((1, 2)).double(), rtol=0, atol=0)

@@ -41,7 +41,7 @@ def test_list_models() -> None:
     names = list_models()
     assert names == sorted(names)
     assert {"vgg11", "vgg16", "resnet18", "resnet20", "resnet34", "small_cnn", "mlp"} <= set(names)
-    assert list_models("resnet*") == ["resnet11h", "resnet18", "resnet20", "resnet34"]
+    assert list_models("resnet*") == ["resnet101", "resnet11h", "resnet18", "resnet20", "resnet34", "resnet50"]
     assert list_models("vgg1*", exclude="*11") == ["vgg16"]
 
 

@@ -28,6 +28,7 @@ class LayerThresholds:
     max: float
     mean: float
     positive: str = "none"  #: "softplus" or "none" (QCFS); "snn" for a spiking neuron
+    non_positive: int = 0  #: channels with θ ≤ 0
 
     @property
     def diff(self) -> float:
@@ -78,9 +79,9 @@ def threshold_stats(model: nn.Module, *, warn: bool = True) -> ThresholdStats:
         theta, positive = found
         theta = theta.double().flatten()
         layer = LayerThresholds(name or type(module).__name__, theta.numel(), float(theta.min()),
-                                float(theta.max()), float(theta.mean()), positive)  # fmt: skip
+                                float(theta.max()), float(theta.mean()), positive, int((theta <= 0).sum()))  # fmt: skip
         if positive == "none" and layer.min <= 0:
-            bad.append(f"{layer.name} (min θ = {layer.min:.4g}, {int((theta <= 0).sum())} of {theta.numel()})")
+            bad.append(f"{layer.name} (min θ = {layer.min:.4g}, {layer.non_positive} of {theta.numel()})")
         stats.layers.append(layer)
     if warn and bad:
         warnings.warn(

@@ -1,6 +1,7 @@
 """ANN → SNN conversion: explicit passes over a torch.fx graph, chained per method."""
 
 import snnconv.convert.calif  # noqa: F401  (registers method "calif", seed 003)
+import snnconv.convert.ratenorm  # noqa: F401  (registers method "ratenorm", issue 9)
 from snnconv.convert import calibration  # noqa: F401  (registers the "cos" and "srp" methods)
 from snnconv.convert.bitserial import quantized_reference
 from snnconv.convert.check import check_convertible

@@ -1,23 +1,30 @@
-"""Calibrated conversions (methods ``"cos"`` and ``"srp"``) and folding thresholds into weights (binary spikes).
+"""Calibrated conversions (COS, SRP: ``convert(ann, method="if", calibration=...)``) and threshold folding.
 
-* ``convert(ann, method="cos", rho=1)``: QCFS → IF (as ``"if"``), each neuron a ``CalibratedIFNeuron`` doing
-  offset-spike calibration (Hao, Ding, Bu, Huang & Yu 2023, arXiv:2302.10685): per neuron and per sample, run ρ
-  steps, offset ψ = c - clip(c + floor(v(ρ)/θ), 0, ρ), rerun from v(0) = φθ - ψθ.
-* ``convert(ann, method="srp", tau=4)``: residual-membrane-potential masking (Hao, Bu, Ding, Huang & Yu, AAAI 2023,
-  arXiv:2302.02091): run τ steps, neurons with v(τ) ≤ 0 are silent in the rerun.
+* ``convert(ann, method="if", calibration="cos", rho=4)``: QCFS → IF, each neuron a ``COSNeuron`` (offset-spike
+  calibration, Hao, Ding, Bu, Huang & Yu 2023, arXiv:2302.10685): layer by layer, ρ pre-simulation steps, then the
+  initial potential is shifted if the neuron fired too much (v(ρ) < 0) or too little (v(ρ) ≥ θ) and all T steps
+  are replayed. Latency ρ + T.
+* ``convert(ann, method="if", calibration="srp", tau=4)``: each neuron an ``SRPNeuron`` (residual membrane
+  potential, Hao, Bu, Ding, Huang & Yu, AAAI 2023, arXiv:2302.02091): τ steps in sync, mask = v(τ) > 1e-3·θ,
+  reset, T masked steps. Latency τ + T.
 
-The exact rules and why they run inside the ordinary engine are in ``snnconv.layers.calibrated``. The real run
-needs at least ρ (τ) input steps: ``simulate_calibrated`` / ``calibrated_sweep`` simulate max(T, ρ) steps and keep
-the first T; ``snnconv.evaluate.sweep`` works directly whenever max(T) ≥ ρ.
+The exact rules are in ``snnconv.layers.calibrated``. Methods ``"cos"`` and ``"srp"`` are aliases of ``"if"`` with
+that calibration (the CLI's ``--method cos/srp``). Read calibrated networks with ``simulate_calibrated`` /
+``calibrated_sweep``: they return the T result steps (COS: the replay of a max(T, ρ)-step run; SRP: the τ + 1 ..
+τ + T steps of a τ + T-step run) and report ρ/τ, T and the latency. ``snnconv.evaluate.sweep`` gives the right
+numbers for COS when max(T) ≥ ρ, but for SRP it reports the raw timeline (pre-run included): use
+``calibrated_sweep``, which handles every network.
 
-``fold_thresholds(snn)`` (or ``binary_spikes=True`` on these methods) moves every θ_c into the weights of the
-conv/linear that consumes the neuron, so that spikes travel as 0/1.
+``fold_thresholds(snn)`` (or ``binary_spikes=True``) moves every θ_c into the weights of the conv/linear that
+consumes the neuron, so that spikes travel as 0/1.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,13 +36,19 @@ from snnconv.convert.network import SpikingNetwork
 from snnconv.convert.trace import set_module
 from snnconv.errors import ConversionError
 from snnconv.evaluate import SweepResult, sweep
-from snnconv.layers.calibrated import BinaryIFNeuron, CalibratedIFNeuron, CalibrationMode
+from snnconv.layers.calibrated import BinaryIFNeuron, CalibratedIFNeuron, Calibration, COSNeuron, SRPNeuron
 from snnconv.layers.neuron import IFNeuron
-from snnconv.simulate import SimResult, simulate
+from snnconv.simulate import Schedule, SimResult, simulate
 
 __all__ = [
-    "calibrated_sweep", "calibration_steps", "convert_cos", "convert_srp", "fold_thresholds", "simulate_calibrated",
+    "CALIBRATIONS", "CalibratedSweepResult", "Calibration", "DEFAULT_RHO", "DEFAULT_TAU", "calibrate",
+    "calibrated_sweep", "calibration_of", "calibration_steps", "convert_cos", "convert_srp", "fold_thresholds",
+    "simulate_calibrated",
 ]  # fmt: skip
+
+CALIBRATIONS: tuple[str, ...] = ("none", "cos", "srp")
+DEFAULT_RHO = 4
+DEFAULT_TAU = 4
 
 WEIGHTED: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 #: channel-preserving maps a neuron's output may pass through before a conv/linear when folding θ
@@ -45,94 +58,136 @@ PASS_THROUGH: tuple[type[nn.Module], ...] = (
 )  # fmt: skip
 
 
-def _calibrated(
-    ann: nn.Module,
-    mode: CalibrationMode,
-    steps: int,
-    *,
-    max_offset: int | None,
-    fold_batchnorm: bool,
-    binary_spikes: bool,
+def calibrate(
+    snn: SpikingNetwork, calibration: Calibration, *, rho: int | None = None, tau: int | None = None
 ) -> SpikingNetwork:
-    snn = convert_if(ann, fold_batchnorm=fold_batchnorm)
-    replace_activations(
-        snn.graph,
-        IFNeuron,
-        lambda n: CalibratedIFNeuron(n.threshold, n.phi, mode=mode, steps=steps, max_offset=max_offset),
-    )
-    key = "rho" if mode == "cos" else "tau"
-    snn.meta.update({"method": mode, key: steps})
-    if max_offset is not None:
-        snn.meta["max_offset"] = max_offset
-    return fold_thresholds(snn) if binary_spikes else snn
+    """Pass (in place; returned): turn every plain ``IFNeuron`` of ``snn`` into a COS or SRP neuron.
+
+    ``rho`` belongs to ``"cos"`` (default 4), ``tau`` to ``"srp"`` (default 4); giving the other one raises.
+    ``"none"`` leaves the network as it is. ``snn.meta`` records the calibration and its steps.
+    """
+    if calibration not in CALIBRATIONS:
+        raise ConversionError(f"unknown calibration {calibration!r}; valid: {', '.join(CALIBRATIONS)}")
+    for name, value, owner in (("rho", rho, "cos"), ("tau", tau, "srp")):
+        if value is not None and calibration != owner:
+            raise ConversionError(f"{name}={value!r} is an option of calibration={owner!r}, not {calibration!r}")
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConversionError(f"{name} must be a positive integer, got {value!r}")
+    snn.meta["calibration"] = calibration
+    if calibration == "none":
+        return snn
+    if calibration == "cos":
+        steps = DEFAULT_RHO if rho is None else rho
+        make = lambda n: COSNeuron(n.threshold, n.phi, rho=steps)  # noqa: E731
+    else:
+        steps = DEFAULT_TAU if tau is None else tau
+        make = lambda n: SRPNeuron(n.threshold, n.phi, tau=steps)  # noqa: E731
+    if any(type(n) is not IFNeuron for n in snn.neurons().values()):
+        raise ConversionError("calibrate: only plain IF networks can be calibrated")
+    replace_activations(snn.graph, IFNeuron, make)
+    snn.meta["rho" if calibration == "cos" else "tau"] = steps
+    return snn
 
 
 @register_method("cos")
 def convert_cos(
-    ann: nn.Module,
-    *,
-    rho: int = 1,
-    max_offset: int | None = None,
-    fold_batchnorm: bool = True,
-    binary_spikes: bool = False,
+    ann: nn.Module, *, rho: int = DEFAULT_RHO, fold_batchnorm: bool = True, binary_spikes: bool = False
 ) -> SpikingNetwork:
-    """QCFS → IF with offset-spike calibration on the first ``rho`` steps (Hao et al. 2023, COS).
-
-    Note: with ρ = 1 the offset is always 0 (one step cannot fire more or fewer spikes than its input implies
-    once the count is clipped to [0, 1]), so COS needs ρ ≥ 2 to change anything.
-    """
-    return _calibrated(
-        ann, "cos", rho, max_offset=max_offset, fold_batchnorm=fold_batchnorm, binary_spikes=binary_spikes
-    )
+    """Alias: ``convert(ann, method="if", calibration="cos", rho=rho)`` (COS, Hao et al. 2023)."""
+    return convert_if(ann, calibration="cos", rho=rho, fold_batchnorm=fold_batchnorm, binary_spikes=binary_spikes)
 
 
 @register_method("srp")
 def convert_srp(
-    ann: nn.Module, *, tau: int = 4, fold_batchnorm: bool = True, binary_spikes: bool = False
+    ann: nn.Module, *, tau: int = DEFAULT_TAU, fold_batchnorm: bool = True, binary_spikes: bool = False
 ) -> SpikingNetwork:
-    """QCFS → IF where neurons with v(τ) ≤ 0 after a ``tau``-step pre-run stay silent (Hao et al. 2023, SRP)."""
-    return _calibrated(ann, "srp", tau, max_offset=None, fold_batchnorm=fold_batchnorm, binary_spikes=binary_spikes)
+    """Alias: ``convert(ann, method="if", calibration="srp", tau=tau)`` (SRP, Hao et al. 2023)."""
+    return convert_if(ann, calibration="srp", tau=tau, fold_batchnorm=fold_batchnorm, binary_spikes=binary_spikes)
 
 
 # --- running calibrated networks -------------------------------------------------------------------------------
 
 
+def calibration_of(snn: SpikingNetwork) -> tuple[Calibration, int]:
+    """(calibration, pre-run steps ρ or τ) of ``snn``, from its neurons; ("none", 0) for plain networks."""
+    kinds = {(n.kind, n.steps) for n in snn.neurons().values() if isinstance(n, CalibratedIFNeuron)}
+    if not kinds:
+        return "none", 0
+    if len({k for k, _ in kinds}) > 1:
+        raise ConversionError("the network mixes COS and SRP neurons; calibrate it with one of them")
+    kind = next(iter(kinds))[0]
+    return kind, max(s for _, s in kinds)
+
+
 def calibration_steps(snn: SpikingNetwork) -> int:
-    """The most input steps any neuron of ``snn`` needs before it can emit (ρ or τ; 0 for plain IF networks)."""
-    return max((n.steps for n in snn.neurons().values() if isinstance(n, CalibratedIFNeuron)), default=0)
+    """ρ (COS) or τ (SRP) of ``snn``: the steps it runs before the T result steps (0 for plain networks)."""
+    return calibration_of(snn)[1]
 
 
 def simulate_calibrated(snn: SpikingNetwork, x: Tensor, T: int, **kwargs: Any) -> SimResult:
-    """``simulate`` for T steps of any network, calibrated ones included: runs max(T, ρ) steps, keeps the first T.
+    """``simulate`` for the T result steps of any network, calibrated or not (logits and spike counts of those T).
 
-    The first T steps of a longer run are exactly a T-step run of a network whose calibration saw ρ steps.
+    COS: runs max(T, ρ) steps and keeps the first T (the replay). SRP: runs τ + T steps and keeps steps τ+1..τ+T;
+    the logits after result step t are the mean output over steps τ+1..τ+t, recovered from the engine's running
+    means (exact up to float rounding). Plain networks: ``simulate``.
     """
-    horizon = max(T, calibration_steps(snn)) if isinstance(T, int) else T
+    kind, steps = calibration_of(snn)
+    if kind == "none" or not isinstance(T, int) or isinstance(T, bool) or T < 1:
+        return simulate(snn, x, T, **kwargs)
+    horizon = max(T, steps) if kind == "cos" else steps + T
     result = simulate(snn, x, horizon, **kwargs)
-    if horizon == T:
-        return result
-    return SimResult(
-        logits=result.logits[:T],
-        spike_counts={k: c[:T] for k, c in result.spike_counts.items()},
-        neurons=result.neurons,
-        batch_size=result.batch_size,
-    )
+    if kind == "cos":
+        if horizon == T:
+            return result
+        logits = result.logits[:T]
+        counts = {k: c[:T] for k, c in result.spike_counts.items()}
+    else:
+        shape = (horizon, *([1] * (result.logits.dim() - 1)))
+        t = torch.arange(1, horizon + 1, dtype=result.logits.dtype, device=result.logits.device).view(shape)
+        total = result.logits * t  # running sums of the output current
+        steps_t = t[:T]
+        logits = (total[steps:] - total[steps - 1]) / steps_t
+        counts = {k: c[steps:] for k, c in result.spike_counts.items()}
+    return SimResult(logits=logits, spike_counts=counts, neurons=result.neurons, batch_size=result.batch_size)
 
 
-def calibrated_sweep(snn: SpikingNetwork, loader: Iterable, T: Sequence[int], **kwargs: Any) -> SweepResult:
-    """``snnconv.evaluate.sweep`` that also works when every requested T is below ρ (τ).
+@dataclass
+class CalibratedSweepResult(SweepResult):
+    """``SweepResult`` of the T result steps, plus the calibration, its steps and the latency ρ + T (τ + T)."""
 
-    When max(T) < ρ it sweeps up to ρ and drops that entry; ``spike_rate`` (per layer) then covers ρ steps.
-    """
-    Ts = sorted({int(t) for t in T})
-    need = calibration_steps(snn)
-    if not Ts or Ts[-1] >= need:
-        return sweep(snn, loader, Ts, **kwargs)
-    result = sweep(snn, loader, [*Ts, need], **kwargs)
-    result.T = Ts
-    result.snn_accuracy = {t: a for t, a in result.snn_accuracy.items() if t in Ts}
-    result.spike_rate_per_T = {t: r for t, r in result.spike_rate_per_T.items() if t in Ts}
-    return result
+    calibration: str = "none"
+    pre_steps: int = 0  #: ρ (COS) or τ (SRP); 0 without calibration
+
+    @property
+    def latency(self) -> dict[int, int]:
+        return {t: self.pre_steps + t for t in self.T}
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        out["calibration"] = self.calibration
+        if self.calibration != "none":
+            out["rho" if self.calibration == "cos" else "tau"] = self.pre_steps
+        out["latency"] = {str(t): lat for t, lat in self.latency.items()}
+        return out
+
+
+def calibrated_sweep(
+    snn: SpikingNetwork,
+    loader: Iterable,
+    T: Sequence[int],
+    *,
+    ann: nn.Module | None = None,
+    device: torch.device | str = "cpu",
+    schedule: Schedule = "layer",
+    chunk: int | str | None = "auto",
+    progress: bool = True,
+) -> CalibratedSweepResult:
+    """``snnconv.evaluate.sweep`` over the T result steps of any network (``simulate_calibrated``, one run per
+    batch up to max(T)); spike rates count the result steps only (not the ρ/τ pre-run)."""
+    kind, steps = calibration_of(snn)
+    base = sweep(snn, loader, T, ann=ann, device=device, schedule=schedule, chunk=chunk, progress=progress,
+                 simulate_fn=simulate_calibrated)  # fmt: skip
+    return CalibratedSweepResult(**dataclasses.asdict(base), calibration=kind, pre_steps=steps)
 
 
 # --- folding thresholds into the next layer's weights ----------------------------------------------------------
@@ -227,7 +282,7 @@ def fold_thresholds(snn: SpikingNetwork) -> SpikingNetwork:
         if node.op != "call_module" or node.target not in out.neurons():
             continue
         neuron = gm.get_submodule(node.target)
-        if type(neuron) not in (IFNeuron, CalibratedIFNeuron):
+        if type(neuron) is not IFNeuron and not isinstance(neuron, CalibratedIFNeuron):
             raise ConversionError(
                 f"fold_thresholds: spiking layer '{node.target}' is a {type(neuron).__name__}; only IF neurons "
                 "(plain or calibrated) with s·θ outputs can be folded"

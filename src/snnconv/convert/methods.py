@@ -13,6 +13,7 @@ from snnconv.convert.fold_bn import fold_bn
 from snnconv.convert.network import SpikingNetwork
 from snnconv.convert.trace import set_module, trace
 from snnconv.errors import ConversionError, RegistryError
+from snnconv.layers.calibrated import Calibration
 from snnconv.layers.neuron import IFNeuron
 from snnconv.layers.qcfs import QCFS
 
@@ -51,11 +52,24 @@ def qcfs_layers(gm: fx.GraphModule) -> list[QCFS]:
 
 
 @register_method("if")
-def convert_if(ann: nn.Module, *, fold_batchnorm: bool = True, binary_spikes: bool = False) -> SpikingNetwork:
+def convert_if(
+    ann: nn.Module,
+    *,
+    calibration: Calibration = "none",
+    rho: int | None = None,
+    tau: int | None = None,
+    fold_batchnorm: bool = True,
+    binary_spikes: bool = False,
+) -> SpikingNetwork:
     """QCFS → integrate-and-fire (seed 004): θ = λ (softplus(λ) if reparameterized), v(0) = φθ.
 
+    ``calibration``: ``"none"``; ``"cos"`` (offset-spike calibration on ``rho`` pre-simulation steps, default 4)
+    or ``"srp"`` (residual-potential masking after ``tau`` pre-run steps, default 4), seed 002 / issue 5; rules in
+    ``snnconv.layers.calibrated``, running them in ``snnconv.convert.calibration.calibrated_sweep``.
     ``binary_spikes``: neurons emit 0/1 and θ is folded into the next conv/linear weights (hardware form).
     """
+    from snnconv.convert.calibration import calibrate, fold_thresholds
+
     gm = trace(copy.deepcopy(ann)).eval()
     check_convertible(gm, (QCFS,))
     levels = {q.levels for q in qcfs_layers(gm)}
@@ -64,12 +78,8 @@ def convert_if(ann: nn.Module, *, fold_batchnorm: bool = True, binary_spikes: bo
     if fold_batchnorm:
         gm = fold_bn(gm, inplace=True)
     replace_activations(gm, QCFS, lambda q: IFNeuron(q.theta().detach(), phi=q.shift))
-    snn = SpikingNetwork(gm, {"method": "if", "levels": sorted(levels)})
-    if binary_spikes:
-        from snnconv.convert.calibration import fold_thresholds
-
-        snn = fold_thresholds(snn)
-    return snn
+    snn = calibrate(SpikingNetwork(gm, {"method": "if", "levels": sorted(levels)}), calibration, rho=rho, tau=tau)
+    return fold_thresholds(snn) if binary_spikes else snn
 
 
 def convert(ann: nn.Module, method: str = "if", **options) -> SpikingNetwork:

@@ -1,42 +1,46 @@
 """IF-neuron variants for seed 002's experiments: binary outputs, offset-spike calibration (COS), masking (SRP).
 
-All three keep the IF dynamics of ``snnconv.functional.if_neuron`` (SPEC §1) and the ``SpikingNeuron`` API, so the
-ordinary engine (``snnconv.simulate``) and ``snnconv.evaluate.sweep`` run them unchanged.
+All keep the IF dynamics of ``snnconv.functional.if_neuron`` (SPEC §1: m(t) = v(t-1) + I(t), fire when m ≥ θ,
+reset by subtraction) and the ``SpikingNeuron`` API, so the ordinary engine (``snnconv.simulate``) runs them.
 
 * ``BinaryIFNeuron``: an ``IFNeuron`` whose output is the 0/1 spike itself; its θ has been folded into the next
   layer's weights (``snnconv.convert.calibration.fold_thresholds``).
 
-* ``CalibratedIFNeuron`` with ``mode="cos"``: offset-spike calibration after Hao, Ding, Bu, Huang & Yu (2023),
-  "Bridging the gap between ANNs and SNNs by calibrating offset spikes" (arXiv:2302.10685). Per neuron and per
-  sample, with ρ calibration steps:
+* ``COSNeuron``: offset-spike calibration (Hao, Ding, Bu, Huang & Yu 2023, arXiv:2302.10685), with the rule of
+  issue 5, per neuron and per sample. Layer by layer over the whole input sequence:
 
-      1. run the plain IF neuron (v(0) = φθ) on the first ρ input currents: c spikes, residual potential v(ρ);
-      2. the count its input implies is the QCFS count of the same total input,
-         c* = clip(floor((v(0) + Σ_{t≤ρ} I(t)) / θ), 0, ρ) = clip(c + floor(v(ρ)/θ), 0, ρ);
-      3. the offset spike is ψ = c - c*;
-      4. the real run restarts from v(0) = φθ - ψ·θ (optionally |ψ| ≤ ``max_offset``).
+      1. run ρ pre-simulation steps on the first ρ input currents from v = θ/2 (φθ);
+      2. if the residual potential v(ρ) < 0 and the neuron fired, it fired too much: restart from
+         v0 = θ/2 - θ·max(1, m_s/θ - 0.999), m_s = the lowest pre-reset potential m(t) at a firing step;
+      3. if v(ρ) ≥ θ it fired too little: restart from v0 = θ/2 + θ·max(1, 1.001 - m_n/θ), m_n = the highest
+         potential at a non-firing step (if it fired at every step m_n does not exist and the shift is θ,
+         the floor of the max);
+      4. otherwise v0 = θ/2;
+      5. replay all T steps from t = 1 starting at v0 and pass only those T outputs on.
 
-  E.g. θ = 1, inputs +1, +1, -1, -1 (mean 0, QCFS value 0): the plain neuron fires twice (v(4) = -1.5, ψ = 2);
-  calibrated with ρ = 4 it starts at -1.5 and stays silent.
+  The shift moves the lowest firing step to m = 0.999θ (no spike) or the highest silent step to m = 1.001θ
+  (a spike): one calibration removes or adds at least one spike, not the whole offset. E.g. θ = 1, currents
+  -2, -2, +2, +2, +2 (seed 004's "fewer spikes" case, QCFS value 2 spikes): plain IF fires once, v(5) = 1.5 ≥ θ,
+  m_n = 0.5, v0 = 1.5, the replay fires twice. Currents +2, +2, +2, -2, -2 (QCFS 2 spikes, plain IF 4): v0 =
+  -0.5, the replay fires 3.
 
-* ``CalibratedIFNeuron`` with ``mode="srp"``: the residual-potential strategy of Hao, Bu, Ding, Huang & Yu (AAAI
-  2023), "Reducing ANN-SNN conversion error through residual membrane potential" (arXiv:2302.02091). With τ
-  steps: run the plain neuron on the first τ currents; a neuron whose v(τ) ≤ 0 (its input says it should be
-  silent, or it already fired more than its input justifies) is masked; the real run restarts from v(0) = φθ and a
-  masked neuron emits no spike at any step of it (its potential still integrates, it is never reset).
+  "Layer by layer" means each neuron pre-simulates on the first ρ currents of *its own* input sequence, i.e. the
+  replayed output of the already calibrated layers before it, so the neuron needs its whole input sequence before
+  it emits (``causal = False``: layer schedule, no chunking) and at least ρ steps of it. To read T < ρ, simulate
+  max(T, ρ) steps and keep the first T (``snnconv.convert.calibration.simulate_calibrated``). Latency: ρ + T.
 
-Calibration is sequential, layer by layer: each neuron calibrates on the first ρ (τ) currents of *its own* input
-sequence, i.e. the real-run output of the already calibrated layers before it. This is exactly "run the first ρ
-steps with the earlier layers calibrated, shift, rerun", because the first ρ steps of the earlier layers do not
-depend on anything later. Consequences for the engine: the neuron needs the whole input sequence before it emits
-(``causal = False``: layer-by-layer schedule, no chunking) and at least ρ (τ) steps of it; to read results at
-T < ρ, simulate max(T, ρ) steps and keep the first T (``snnconv.convert.calibration.simulate_calibrated``), or
-sweep up to some T ≥ ρ. The reported T excludes the ρ (τ) calibration steps, as in both papers.
+* ``SRPNeuron``: residual-membrane-potential masking (Hao, Bu, Ding, Huang & Yu, AAAI 2023, arXiv:2302.02091),
+  with the rule of issue 5: run τ steps in sync (the whole network, every layer the plain IF neuron), mask =
+  (v(τ) > 1e-3·θ), reset v = θ/2 (φθ), then for the next T steps the spikes are multiplied by the mask. The
+  neuron is causal: its state counts the steps, steps 1..τ are the plain pre-run and steps τ+1..τ+T the masked
+  real run, so a network simulated for τ + T steps runs the whole protocol; only the last T steps are the result
+  (``snnconv.convert.calibration.simulate_calibrated`` drops the pre-run). Latency: τ + T. (A masked neuron's
+  potential is irrelevant: it never emits.)
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -45,33 +49,55 @@ from snnconv.errors import SimulationError
 from snnconv.functional.if_neuron import IFState, if_scan, if_scan_values
 from snnconv.layers.neuron import IFNeuron, SpikingNeuron
 
-__all__ = ["BinaryIFNeuron", "CalibratedIFNeuron", "CalibrationMode", "cos_offset", "if_scan_masked", "srp_mask"]
+__all__ = [
+    "BinaryIFNeuron", "COSNeuron", "Calibration", "CalibratedIFNeuron", "SRPNeuron", "SRPState", "SRP_MARGIN",
+    "cos_initial_potential", "srp_mask",
+]  # fmt: skip
 
-CalibrationMode = Literal["cos", "srp"]
+#: the calibration of ``convert(ann, method="if", calibration=...)``
+Calibration = Literal["none", "cos", "srp"]
 
-
-def cos_offset(spike_count: Tensor, v: Tensor, threshold: Tensor, steps: int) -> Tensor:
-    """Offset spikes ψ = c - clip(c + floor(v/θ), 0, steps) after ``steps`` steps with c spikes and potential v."""
-    desired = torch.clamp(spike_count + torch.floor(v / threshold), 0, steps)
-    return spike_count - desired
-
-
-def srp_mask(v: Tensor) -> Tensor:
-    """SRP's mask: True where the residual potential after the pre-run is ≤ 0 (the neuron is silenced)."""
-    return v <= 0
+#: SRP keeps a neuron iff v(τ) > SRP_MARGIN·θ
+SRP_MARGIN = 1e-3
 
 
-def if_scan_masked(currents: Tensor, state: IFState, threshold: Tensor, mask: Tensor) -> tuple[Tensor, IFState]:
-    """``if_scan`` where the neurons with ``mask`` True never fire (0/1 spikes, final state)."""
-    keep = (~mask).to(currents.dtype)
-    v = state.v.clone()
-    spikes = torch.empty(currents.shape, dtype=currents.dtype, device=currents.device)
+def cos_initial_potential(currents: Tensor, v: Tensor, threshold: Tensor) -> Tensor:
+    """COS's restart potential v0 after pre-simulating the [ρ, B, ...] ``currents`` from potential ``v`` (= θ/2).
+
+    Per neuron: v0 = v - θ·max(1, m_s/θ - 0.999) if v(ρ) < 0 and it fired; v0 = v + θ·max(1, 1.001 - m_n/θ) if
+    v(ρ) ≥ θ (shift θ when no step was silent); else v0 = v. ``threshold`` broadcasts over one step's shape.
+    """
+    pot = v.clone()
+    inf = torch.tensor(torch.inf, dtype=v.dtype, device=v.device)
+    low_fire = torch.full_like(v, torch.inf)  # m_s: lowest pre-reset potential at a firing step
+    high_silent = torch.full_like(v, -torch.inf)  # m_n: highest potential at a non-firing step
     for t in range(currents.shape[0]):
-        v.add_(currents[t])
-        s = spikes[t]
-        torch.mul(v >= threshold, keep, out=s)
-        v.sub_(s * threshold)
-    return spikes, IFState(v=v)
+        pot.add_(currents[t])
+        fired = pot >= threshold
+        low_fire = torch.minimum(low_fire, torch.where(fired, pot, inf))
+        high_silent = torch.maximum(high_silent, torch.where(fired, -inf, pot))
+        pot.sub_(fired.to(pot.dtype) * threshold)
+    too_much = (pot < 0) & torch.isfinite(low_fire)
+    too_little = pot >= threshold
+    one = torch.ones_like(v)
+    down = torch.where(too_much, torch.maximum(one, low_fire / threshold - 0.999), 0.0)
+    up = torch.where(
+        too_little,
+        torch.where(torch.isfinite(high_silent), torch.maximum(one, 1.001 - high_silent / threshold), 1.0),
+        0.0,
+    )
+    return v + (up - down) * threshold
+
+
+def srp_mask(v: Tensor, threshold: Tensor) -> Tensor:
+    """SRP's mask (bool): True where the residual potential after the pre-run v(τ) > 1e-3·θ (the neuron may fire)."""
+    return v > SRP_MARGIN * threshold
+
+
+def _check_steps(name: str, steps: int) -> int:
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"{name} must be a positive integer, got {steps!r}")
+    return steps
 
 
 class BinaryIFNeuron(IFNeuron):
@@ -90,90 +116,115 @@ class BinaryIFNeuron(IFNeuron):
 
 
 class CalibratedIFNeuron(IFNeuron):
-    """IF neuron that calibrates itself on the first ``steps`` input steps, then reruns (module docstring).
+    """Base of the calibrated IF neurons: ``steps`` pre-run steps (ρ or τ); ``binary=True`` outputs 0/1 spikes."""
 
-    ``last_calibration`` holds the most recent per-sample, per-neuron correction ([B, ...]): the offsets ψ (COS)
-    or the boolean mask (SRP). ``binary=True`` outputs 0/1 spikes (θ folded into the next layer).
-    """
+    kind: str = ""
+    steps_name: str = "steps"
 
-    causal = False
-
-    def __init__(
-        self,
-        threshold: Tensor | float,
-        phi: float = 0.5,
-        *,
-        mode: CalibrationMode = "cos",
-        steps: int = 1,
-        max_offset: int | None = None,
-        binary: bool = False,
-    ) -> None:
+    def __init__(self, threshold: Tensor | float, phi: float = 0.5, *, steps: int = 4, binary: bool = False) -> None:
         super().__init__(threshold, phi)
-        if mode not in ("cos", "srp"):
-            raise ValueError(f"CalibratedIFNeuron: mode must be 'cos' or 'srp', got {mode!r}")
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-            raise ValueError(f"CalibratedIFNeuron: steps (rho/tau) must be a positive integer, got {steps!r}")
-        if max_offset is not None and (not isinstance(max_offset, int) or max_offset < 0):
-            raise ValueError(f"CalibratedIFNeuron: max_offset must be None or an integer >= 0, got {max_offset!r}")
-        self.mode: CalibrationMode = mode
-        self.steps = steps
-        self.max_offset = max_offset
+        self.steps = _check_steps(f"{type(self).__name__}: {self.steps_name}", steps)
         self.binary = bool(binary)
-        self.last_calibration: Tensor | None = None
-
-    def calibrate(self, currents: Tensor, state: IFState) -> Tensor:
-        """The correction from the first ``steps`` currents of ``currents`` [T, B, ...] (ψ for COS, mask for SRP)."""
-        if currents.shape[0] < self.steps:
-            name = "rho" if self.mode == "cos" else "tau"
-            raise SimulationError(
-                f"{self.mode.upper()} calibrates on the first {name}={self.steps} steps but got only "
-                f"{currents.shape[0]}; simulate at least {self.steps} steps and keep the first T "
-                "(snnconv.convert.calibration.simulate_calibrated does this)"
-            )
-        theta = self._theta(currents.dim() - 1)
-        spikes, pre = if_scan(currents[: self.steps], state, theta)
-        if self.mode == "srp":
-            return srp_mask(pre.v)
-        psi = cos_offset(spikes.sum(0), pre.v, theta, self.steps)
-        if self.max_offset is not None:
-            psi = psi.clamp(-self.max_offset, self.max_offset)
-        return psi
-
-    def _run(self, currents: Tensor, state: IFState) -> tuple[Tensor, IFState]:
-        theta = self._theta(currents.dim() - 1)
-        correction = self.calibrate(currents, state)
-        self.last_calibration = correction
-        if self.mode == "srp":
-            return if_scan_masked(currents, state, theta, correction)
-        shifted = IFState(v=state.v - correction * theta)
-        return if_scan(currents, shifted, theta)
-
-    def scan(self, currents: Tensor, state: IFState) -> tuple[Tensor, IFState]:
-        return self._run(currents, state)
 
     def output(self, spikes: Tensor) -> Tensor:
         return spikes if self.binary else spikes * self._theta(spikes.dim() - 1)
 
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, {self.steps_name}={self.steps}" + (", binary" if self.binary else "")
+
+
+class COSNeuron(CalibratedIFNeuron):
+    """IF neuron with offset-spike calibration on the first ρ input steps, then a replay (module docstring)."""
+
+    kind = "cos"
+    steps_name = "rho"
+    causal = False
+
+    def __init__(self, threshold: Tensor | float, phi: float = 0.5, *, rho: int = 4, binary: bool = False) -> None:
+        super().__init__(threshold, phi, steps=rho, binary=binary)
+
+    @property
+    def rho(self) -> int:
+        return self.steps
+
+    def start(self, currents: Tensor, state: IFState) -> IFState:
+        """The replay's initial state: ``cos_initial_potential`` of the first ρ currents of [T, B, ...]."""
+        if currents.shape[0] < self.steps:
+            raise SimulationError(
+                f"COS pre-simulates the first rho={self.steps} steps but got only {currents.shape[0]}; simulate at "
+                f"least {self.steps} steps and keep the first T (snnconv.convert.calibration.simulate_calibrated)"
+            )
+        theta = self._theta(currents.dim() - 1)
+        return IFState(v=cos_initial_potential(currents[: self.steps], state.v, theta))
+
+    def scan(self, currents: Tensor, state: IFState) -> tuple[Tensor, IFState]:
+        return if_scan(currents, self.start(currents, state), self._theta(currents.dim() - 1))
+
+    def scan_counted(self, currents: Tensor, state: IFState) -> tuple[Tensor, IFState, Tensor]:
+        if self.binary:
+            spikes, state = self.scan(currents, state)
+            return spikes, state, self.count(spikes)
+        return if_scan_values(currents, self.start(currents, state), self._theta(currents.dim() - 1))
+
     def scan_values(self, currents: Tensor, state: IFState) -> tuple[Tensor, IFState]:
-        if self.mode == "cos" and not self.binary:  # fused path: s·θ is exact, potentials as in if_scan
-            correction = self.calibrate(currents, state)
-            self.last_calibration = correction
-            theta = self._theta(currents.dim() - 1)
-            return if_scan_values(currents, IFState(v=state.v - correction * theta), theta)[:2]
-        spikes, state = self._run(currents, state)
+        return self.scan_counted(currents, state)[:2]
+
+    def step(self, current: Tensor, state: IFState, t: int) -> tuple[Tensor, IFState]:
+        raise SimulationError(
+            f"COS neurons pre-simulate their first rho={self.steps} input steps before the replay, so they cannot "
+            "advance one step at a time; use schedule='layer' without chunk"
+        )
+
+
+class SRPState(NamedTuple):
+    v: Tensor  #: membrane potential after the last step
+    t: int  #: steps done so far (pre-run included)
+    mask: Tensor | None  #: after step τ: 1 where the neuron may fire, 0 where it is silenced (current's dtype)
+
+
+class SRPNeuron(CalibratedIFNeuron):
+    """IF neuron whose steps 1..τ are a plain pre-run and whose later spikes are masked by v(τ) > 1e-3·θ."""
+
+    kind = "srp"
+    steps_name = "tau"
+
+    def __init__(self, threshold: Tensor | float, phi: float = 0.5, *, tau: int = 4, binary: bool = False) -> None:
+        super().__init__(threshold, phi, steps=tau, binary=binary)
+
+    @property
+    def tau(self) -> int:
+        return self.steps
+
+    def init_state(self, current: Tensor) -> SRPState:
+        return SRPState(v=super().init_state(current).v, t=0, mask=None)
+
+    def scan(self, currents: Tensor, state: SRPState) -> tuple[Tensor, SRPState]:
+        theta = self._theta(currents.dim() - 1)
+        v, t, mask = state
+        n = currents.shape[0]
+        parts: list[Tensor] = []
+        done = 0
+        if t < self.steps:  # the plain pre-run, in sync with the other layers
+            done = min(self.steps - t, n)
+            spikes, pre = if_scan(currents[:done], IFState(v), theta)
+            parts.append(spikes)
+            v = pre.v
+            if t + done == self.steps:  # end of the pre-run: mask, reset to φθ
+                mask = srp_mask(v, theta).to(currents.dtype)
+                v = (theta * self.phi).expand_as(v).clone()
+        if done < n:
+            spikes, run = if_scan(currents[done:], IFState(v), theta)
+            parts.append(spikes * mask)
+            v = run.v
+        spikes = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return spikes, SRPState(v=v, t=t + n, mask=mask)
+
+    def scan_values(self, currents: Tensor, state: SRPState) -> tuple[Tensor, SRPState]:
+        spikes, state = self.scan(currents, state)
         return self.output(spikes), state
 
     scan_counted = SpikingNeuron.scan_counted  # count what this class's scan_values emits
 
-    def step(self, current: Tensor, state: IFState, t: int) -> tuple[Tensor, IFState]:
-        raise SimulationError(
-            f"{self.mode.upper()} neurons calibrate on their first {self.steps} input steps before firing, so they "
-            "cannot advance one step at a time; use schedule='layer' without chunk"
-        )
-
-    def extra_repr(self) -> str:
-        name = "rho" if self.mode == "cos" else "tau"
-        extra = f", max_offset={self.max_offset}" if self.max_offset is not None else ""
-        return f"{super().extra_repr()}, mode={self.mode}, {name}={self.steps}{extra}" + (
-            ", binary" if self.binary else ""
-        )
+    def step(self, current: Tensor, state: SRPState, t: int) -> tuple[Tensor, SRPState]:
+        spikes, state = self.scan(current.unsqueeze(0), state)
+        return spikes[0], state
