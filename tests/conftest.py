@@ -1,12 +1,15 @@
-"""Suite-wide guard: a test must not leak torch's global settings into the tests that run after it."""
+"""Suite-wide guard: a test (or a module-scoped fixture) must not leak torch's global settings into later tests."""
 
 import pytest
 import torch
 
+_THREADS, _DTYPE = torch.get_num_threads(), torch.get_default_dtype()  # as the session started
+
 
 @pytest.fixture(autouse=True)
 def _restore_torch_globals():
-    threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
+    torch.set_num_threads(_THREADS)
+    torch.set_default_dtype(_DTYPE)
     yield
-    torch.set_num_threads(threads)
-    torch.set_default_dtype(dtype)
+    torch.set_num_threads(_THREADS)
+    torch.set_default_dtype(_DTYPE)

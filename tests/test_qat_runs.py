@@ -33,7 +33,7 @@ def config(out: Path, epochs: int = 2, **kw) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # this test only: the suite-wide conftest restores the setting
     out = tmp_path_factory.mktemp("qat") / "run"
     result = train_qat_run(config(out, epochs=4, act="qcfs"), bits=8, freeze_observer=3)
     assert result["method"] == "qat" and result["bits"] == 8 and result["epochs_completed"] == 4
@@ -55,7 +55,7 @@ def test_run_directory_holds_fake_quantized_model_and_scales(run: Path) -> None:
 
 
 def test_load_reproduces_saved_model_predictions(run: Path) -> None:
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # this test only: the suite-wide conftest restores the setting
     model, cfg = load_qat_run(run, "last")
     assert not model.training and cfg.act == "relu"
     assert all(int(fq.observer_enabled) == 0 for fq in model.modules() if isinstance(fq, FakeQuantize))
@@ -72,7 +72,7 @@ def test_load_reproduces_saved_model_predictions(run: Path) -> None:
 
 
 def test_resume_is_exact(tmp_path: Path) -> None:
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # this test only: the suite-wide conftest restores the setting
     kw = {"freeze_bn": 1, "freeze_observer": 1, "inputs": "normalized"}
     whole = train_qat_run(config(tmp_path / "whole"), **kw)
     stopped = train_qat_run(config(tmp_path / "split"), **kw, callbacks=[lambda info: info["epoch"] == 1])
@@ -90,7 +90,7 @@ def test_resume_is_exact(tmp_path: Path) -> None:
 
 
 def test_evaluate_calif_run_agrees_with_qat_model(run: Path, tmp_path: Path, capsys) -> None:
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # this test only: the suite-wide conftest restores the setting
     report = evaluate_calif_run(run, [16, 128], progress=False)
     for key in ("qat_accuracy", "snn_accuracy", "agreement", "disagreements", "spike_rate", "gap", "model", "dataset",
                 "bits", "method", "input_coding", "samples"):  # fmt: skip
@@ -110,7 +110,7 @@ def test_evaluate_calif_run_agrees_with_qat_model(run: Path, tmp_path: Path, cap
 
 
 def test_non_qat_run_is_refused(tmp_path: Path) -> None:
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # this test only: the suite-wide conftest restores the setting
     train_run(config(tmp_path / "relu", epochs=1, width=0.25))
     with pytest.raises(CheckpointError, match="not a QAT run"):
         load_qat_run(tmp_path / "relu")
@@ -125,7 +125,7 @@ def test_non_qat_run_is_refused(tmp_path: Path) -> None:
 
 
 def test_qat_schedule_as_fit_callback(tmp_path: Path) -> None:
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # this test only: the suite-wide conftest restores the setting
     cfg = config(tmp_path, epochs=2, width=0.25)
     model = prepare_qat(build_model(cfg), torch.zeros(2, 1, 8, 8))
     x, y = torch.rand(64, 1, 8, 8), torch.randint(0, 10, (64,))
