@@ -13,3 +13,9 @@ def _restore_torch_globals():
     yield
     torch.set_num_threads(_THREADS)
     torch.set_default_dtype(_DTYPE)
+
+
+@pytest.fixture
+def one_thread():
+    """Small tensors on a shared CPU: one intra-op thread is several times faster (restored by the guard above)."""
+    torch.set_num_threads(1)

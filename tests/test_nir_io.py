@@ -15,14 +15,7 @@ from snnconv.models import create
 nir = pytest.importorskip("nir")
 from snnconv.nir_io import export_nir, import_nir, to_nir  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors on a shared CPU: one intra-op thread is several times faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest
 
 
 def _snn(name: str, kind: str = "qcfs", dtype=torch.float32):

@@ -22,13 +22,7 @@ TORCHVISION = ("resnet18", "resnet34", "resnet50", "vgg16_bn", "mobilenet_v2")
 FORBIDDEN_MODULES = (nn.ReLU, nn.ReLU6, nn.MaxPool2d, nn.AdaptiveMaxPool2d)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors on a shared CPU: one intra-op thread is several times faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest
 
 
 def assert_prepared(gm: nn.Module) -> None:

@@ -13,13 +13,7 @@ from snnconv.models import create
 ZOO = ("resnet50", "resnet101", "mobilenetv2")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors on a shared CPU: one intra-op thread is several times faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest
 
 
 def build(name: str, kind: str = "qcfs", **kw):
