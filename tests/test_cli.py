@@ -64,3 +64,46 @@ def test_two_stage_then_calibrated_methods(tmp_path):
         assert report["method"] == (extra[1] if extra[0] == "--method" else "if")
         assert set(report["snn_accuracy"]) == {"2", "4"}
     assert json.loads(report_path.read_text())["options"] == {"binary_spikes": True}
+
+
+def test_qat_train_then_calif_evaluate_and_refusals(tmp_path, capsys):
+    """train --method qat (seed 003) → evaluate --method calif; QCFS-only commands refuse the QAT run clearly."""
+    run = tmp_path / "qat"
+    argv = ["train", "--method", "qat", "--bits", "8", "--model", "mlp", "--dataset", "digits", "--epochs", "2",
+            "--lr", "0.05", "--no-augment", "--freeze-observer", "1", "--out", str(run)]  # fmt: skip
+    assert main(argv) == 0
+    assert "--method calif" in capsys.readouterr().out
+    assert json.loads((run / "qat.json").read_text())["bits"] == 8
+    report_path = tmp_path / "calif.json"
+    argv = ["evaluate", str(run), "--method", "calif", "--T", "8,128", "--subset", "100", "--json", str(report_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    report = json.loads(report_path.read_text())
+    assert report["method"] == "calif" and report["samples"] == 100 and "QAT (fake-quantized) ANN" in out
+    assert report["disagreements"]["128"] == 0  # exact input codes, T ≥ every code: SNN = QAT model
+    assert report_path.with_suffix(".png").stat().st_size > 0
+    for cmd in (["evaluate", str(run)], ["analyze", str(run)], ["export-nir", str(run), str(tmp_path / "x.nir")]):
+        assert main(cmd) == 2
+        err = capsys.readouterr().err
+        assert "QAT run" in err and "--method calif" in err and "Traceback" not in err
+
+
+def test_export_nir_round_trips(tmp_path, capsys):
+    pytest.importorskip("nir")
+    import torch
+
+    from snnconv import convert, simulate
+    from snnconv.nir_io import import_nir
+    from snnconv.runs import load_run
+
+    run = tmp_path / "r"
+    argv = ["train", "--model", "small_cnn", "--dataset", "digits", "--epochs", "1", "--width", "0.25",
+            "--lr", "0.05", "--out", str(run)]  # fmt: skip
+    assert main(argv) == 0
+    path = tmp_path / "net.nir"
+    assert main(["export-nir", str(run), str(path)]) == 0
+    assert "IF" in capsys.readouterr().out
+    ann, _ = load_run(run)
+    x = torch.rand(5, 1, 8, 8)
+    a, b = simulate(convert(ann), x, 4), simulate(import_nir(path), x, 4)
+    assert torch.equal(a.logits, b.logits)

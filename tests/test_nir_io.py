@@ -57,6 +57,16 @@ def test_unsupported_layers_are_rejected():
         to_nir(snn, (4,))
 
 
+@pytest.mark.parametrize("options", [{"method": "bitserial", "T": 2}, {"method": "if", "binary_spikes": True},
+                                     {"method": "if", "calibration": "cos", "rho": 2}])  # fmt: skip
+def test_neurons_nir_cannot_express_are_refused(options):
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Linear(4, 4), snnconv.QCFS(3, 1.0), nn.Linear(4, 2))
+    snn = snnconv.convert(randomize(ann), **options)
+    with pytest.raises(ConversionError, match="has no NIR node"):
+        to_nir(snn, (4,))
+
+
 def test_fold_scales_matches_and_is_not_reimported(tmp_path):
     snn = _snn("small_cnn")
     folded = to_nir(snn, (1, 16, 16), fold_scales=True)

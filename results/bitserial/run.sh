@@ -7,13 +7,17 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 S=.venv/bin/snnconv
 OUT=results/bitserial
+train() {  # train, or finish a run a previous call left part-way (a finished run is a no-op)
+  local out=$1; shift
+  if [ -f $out/last.pt ]; then $S train "$@" --out $out --resume; else $S train "$@" --out $out; fi
+}
 COMMON="--dataset fashion-mnist --epochs 3 --subset 20000 --optimizer adam --lr 0.002 --weight-decay 0 --threshold-init 4 --batch-size 128"
 for name in ${MODELS:-small_cnn}; do
   M=$name; [ $name = vgg16 ] && M="vgg16 --width 0.25"
   for T in 2 3 4; do
     L=$(( (1 << T) - 1 ))
     run=runs/bitserial/${name}_L${L}
-    [ -f $run/best.pt ] || $S train --model $M $COMMON --levels $L --out $run
+    train $run --model $M $COMMON --levels $L
     f64=""; [ $T -eq 3 ] && f64="--float64"   # float64 (exact equality) at T = 3; float32 elsewhere
     $S evaluate $run --method bitserial --T $T $f64 --json $OUT/${name}_L${L}_T${T}.json | tee $OUT/${name}_L${L}_T${T}.txt
   done
@@ -21,7 +25,7 @@ for name in ${MODELS:-small_cnn}; do
     --json $OUT/${name}_ablation.json | tee $OUT/${name}_ablation.txt
   for C in 1e-6 1e-5; do
     run=runs/bitserial/${name}_L7_sp$C
-    [ -f $run/best.pt ] || $S train --model $M $COMMON --levels 7 --sparsity $C --out $run
+    train $run --model $M $COMMON --levels 7 --sparsity $C
     $S evaluate $run --method bitserial --T 3 --json $OUT/${name}_L7_sparsity$C.json | tee $OUT/${name}_L7_sparsity$C.txt
   done
 done

@@ -1,4 +1,7 @@
-"""Command line: ``snnconv train | evaluate | demo | list`` (also ``python -m snnconv``)."""
+"""Command line: ``snnconv train | evaluate | demo | analyze | sweep | report | inspect | export-nir | list``.
+
+Also ``python -m snnconv``; ``torchrun ... -m snnconv train`` trains on several processes.
+"""
 
 from __future__ import annotations
 
@@ -88,6 +91,10 @@ def _config(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from snnconv.runs import train_run
 
+    if args.method == "qat":
+        from snnconv.cli_qat import cmd_train_qat
+
+        return cmd_train_qat(args, _config(args))
     if args.two_stage:
         from snnconv.twostage import two_stage
 
@@ -189,8 +196,14 @@ def evaluate_bitserial(args: argparse.Namespace) -> dict:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from snnconv.cli_qat import cmd_evaluate_calif, is_qat_run
     from snnconv.runs import evaluate_run
 
+    if args.method == "calif":
+        return cmd_evaluate_calif(args)
+    if is_qat_run(args.run):
+        raise SnnconvError(f"{args.run} is a QAT run (torch.ao fake-quantized ReLU network): evaluate it with "
+                           f"--method calif, not {args.method!r}")  # fmt: skip
     if args.method == "bitserial":
         report = evaluate_bitserial(args)
         out = Path(args.json) if args.json else Path(args.run) / "eval_bitserial.json"
@@ -318,6 +331,29 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_nir(args: argparse.Namespace) -> int:
+    """Convert a run's ANN with the IF method and write it as a NIR graph (HDF5)."""
+    from snnconv.convert import convert
+    from snnconv.data import dataset_info
+    from snnconv.nir_io import export_nir
+    from snnconv.runs import load_run
+
+    ann, config = load_run(args.run, args.checkpoint)
+    snn = convert(ann, method="if")
+    info = dataset_info(config.dataset)
+    shape = (info.in_channels, *info.input_size)
+    graph = export_nir(snn, args.out, shape, fold_scales=args.fold_scales)
+    kinds: dict[str, int] = {}
+    for node in graph.nodes.values():
+        kinds[type(node).__name__] = kinds.get(type(node).__name__, 0) + 1
+    print(f"wrote {args.out}: {config.model} (IF method, L={config.levels}), input {list(shape)}, "
+          + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())))
+    print("NIR's IF node resets to v_reset and starts at 0: reset by subtraction, v(0) = θ/2 and firing at v ≥ θ"
+          " are in each IF node's metadata (snnconv.nir_io.import_nir restores them exactly"
+          + ("; files written with --fold-scales are not imported back)" if args.fold_scales else ")"))
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from snnconv.convert import list_methods
     from snnconv.data import list_datasets
@@ -339,6 +375,7 @@ def _add_calibration_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from snnconv.cli_qat import add_calif_eval_args, add_qat_train_args
     from snnconv.convert import list_methods
 
     parser = argparse.ArgumentParser(prog="snnconv", description="Convert quantization-aware ANNs into SNNs.")
@@ -346,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train an ANN (QCFS or ReLU) into a run directory")
     _add_train_args(p)
+    add_qat_train_args(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="ANN and SNN accuracy at each T for a run directory")
@@ -365,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     bits.add_argument("--bias-split", default="first", choices=("first", "uniform", "bn_shift"))
     bits.add_argument("--rounding", default="unbiased", choices=("unbiased", "truncate"), help="for T below exact")
     bits.add_argument("--float64", action="store_true", help="simulate in float64 (exact equality with the QANN)")
+    add_calif_eval_args(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="train + convert + accuracy-vs-T on Fashion-MNIST (the main job)")
@@ -403,6 +442,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("export-nir", help="write a run's IF-method SNN as a NIR graph (HDF5)")
+    p.add_argument("run")
+    p.add_argument("out", help="output file, e.g. net.nir")
+    p.add_argument("--fold-scales", action="store_true", help="0/1 spikes: θ folded into the next layer's weights")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    p.set_defaults(func=cmd_export_nir)
 
     p = sub.add_parser("list", help="registered models, datasets and conversion methods")
     p.set_defaults(func=cmd_list)

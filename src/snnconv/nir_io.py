@@ -93,6 +93,14 @@ def to_nir(snn: SpikingNetwork, input_shape: Sequence[int], *, fold_scales: bool
     """The ``nir.NIRGraph`` of ``snn`` for inputs of shape ``input_shape`` (no batch dim); see the module doc."""
     nir = _nir()
     gm = snn.graph
+    for name, mod in snn.neurons().items():
+        if type(mod) is not IFNeuron:
+            raise ConversionError(
+                f"export_nir: neuron '{name}' ({type(mod).__name__}) has no NIR node: NIR's IF neuron integrates "
+                f"and fires every step and carries no calibration pre-run (this network: method "
+                f"{snn.meta.get('method', '?')!r}); export a network converted with method='if' (or 'ratenorm') "
+                "without calibration or binary_spikes (fold_scales=True gives 0/1 spikes)"
+            )
     p = next(iter(gm.parameters()), None)
     dtype = p.dtype if p is not None else torch.get_default_dtype()
     interp = _Shapes(gm)
@@ -130,7 +138,7 @@ def to_nir(snn: SpikingNetwork, input_shape: Sequence[int], *, fold_scales: bool
             if isinstance(mod, _SKIP):
                 alias[node.name] = src(node.args[0])
                 continue
-            if isinstance(mod, IFNeuron):
+            if type(mod) is IFNeuron:  # subclasses (binary, COS/SRP-calibrated) fire differently: refused below
                 out_shape = shapes[node.name]
                 theta = torch.broadcast_to(mod.threshold.reshape(-1, *([1] * (len(out_shape) - 1)))
                                            if mod.threshold.dim() else mod.threshold, out_shape)  # fmt: skip

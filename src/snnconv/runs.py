@@ -81,6 +81,9 @@ def load_run(run_dir: str | os.PathLike, which: str = "best") -> tuple[nn.Module
     ckpt = load_checkpoint(path, kind=(KIND_MODEL, KIND_TRAIN))
     config = TrainConfig.from_dict(ckpt["config"])
     model = build_model(config)
+    if (run / "qat.json").is_file():  # snnconv.qat_runs.QAT_FILE (imported there from here)
+        raise CheckpointError(f"{run} is a QAT run (torch.ao fake-quantized model): load it with "
+                              "snnconv.qat_runs.load_qat_run, evaluate it with --method calif")  # fmt: skip
     load_model_state(model, ckpt["model"], source=str(path), saved_model=config.model, model_name=config.model)
     return model.to(resolve_device("cpu")).eval(), config
 

@@ -183,7 +183,9 @@ class _Exporter:
                             nn.AdaptiveAvgPool3d)):  # fmt: skip
             return self.pool(node, mod)
         if isinstance(mod, _PASS_MODULES):
-            return self.passthrough(node, lambda: self.add(node.target, copy.deepcopy(mod), self.arg(node).node))
+            return self.passthrough(
+                node, lambda: self.add(node.target, copy.deepcopy(mod), self.arg(node, linear=False).node)
+            )
         raise _fail(node, f"({type(mod).__name__}) is not supported by the Ca-LIF export; supported: QAT conv/linear "
                     "(+BN, +ReLU), ReLU, average pooling, flatten, dropout, additions and fake quantizers")  # fmt: skip
 
@@ -234,10 +236,13 @@ class _Exporter:
         return _Val(self.add(node.target, copy.deepcopy(mod), v.node), v.unit)
 
     def passthrough(self, node: fx.Node, make) -> _Val:
-        v = self.arg(node)
+        """Shape ops and dropout: the value keeps its unit; on the raw input they commute with its quantizer."""
+        v = self.arg(node, linear=False)
+        if v.relu:
+            v = self.arg(node)  # raises: a ReLU no fake quantizer closes
         if v.const is not None or (v.unit is not None and v.unit.dim() != 0):
             raise _fail(node, "reshapes a per-channel scaled or biased value; quantize it first")
-        return _Val(make(), v.unit)
+        return _Val(make(), v.unit, analog=v.analog)
 
     def function(self, node: fx.Node) -> _Val:
         fn, is_method = node.target, node.op == "call_method"
