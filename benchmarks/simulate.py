@@ -17,70 +17,39 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import resource
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _timing import (  # noqa: E402
+    machine,
+    median_time,
+    paired_ratio,
+    peak_rss_mb,
+    random_ann,
+    random_input,
+    write_json,
+)
+from _timing import rss_subprocess as _rss  # noqa: E402
 
 
 def build(model: str, batch: int, seed: int = 0, method: str = "if", T: int | None = None):
     """(baseline ANN callable, SNN, input): the BN-folded ANN for "if", the QANN for "bitserial"."""
-    from snnconv import QCFS, convert, fold_bn
+    from snnconv import convert, fold_bn
     from snnconv.convert import quantized_reference
-    from snnconv.models import create
+    from snnconv.evaluate import bitserial_plan
 
-    torch.manual_seed(seed)
-    ann = create(model, num_classes=10, in_channels=3, input_size=32).eval()
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():  # BN statistics and thresholds of a plausible trained net (random weights)
-        for m in ann.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-0.2, 0.2, generator=g)
-                m.running_var.uniform_(0.5, 1.5, generator=g)
-            elif isinstance(m, QCFS):
-                m.threshold.fill_(1.0)
-    x = torch.randn(batch, 3, 32, 32, generator=g)
+    ann = random_ann(model, levels=4, seed=seed)
+    x = random_input(batch, seed)
     if method == "bitserial":
         exact = convert(ann, method="bitserial").meta["T"]
-        kw = {"T": exact, "steps": T} if T is not None and T <= exact else {"T": T}
+        kw = bitserial_plan(exact, T if T is not None else exact)
         qann = fold_bn(quantized_reference(ann, kw["T"], steps=kw.get("steps")).graph)  # BN folded, like the ANN
         return qann, convert(ann, "bitserial", **kw), x
     return fold_bn(ann), convert(ann), x
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def paired_ratio(baseline, snn_run, T: int, repeats: int) -> tuple[float, float]:
-    """Median of (SNN time / time of T baseline passes) over repeats, and the median SNN time."""
-
-    def once(fn) -> float:
-        t0 = time.perf_counter()
-        fn()
-        return time.perf_counter() - t0
-
-    snn_run()  # warm-up
-    ratios, times = [], []
-    for _ in range(repeats):
-        base = sum(once(baseline) for _ in range(T))
-        t = once(snn_run)
-        ratios.append(t / base)
-        times.append(t)
-    return statistics.median(ratios), statistics.median(times)
 
 
 def one(model: str, batch: int, what: str, T: int, schedule: str, repeats: int, method: str) -> dict:
@@ -92,14 +61,12 @@ def one(model: str, batch: int, what: str, T: int, schedule: str, repeats: int, 
             t = median_time(lambda: folded(x), repeats)
         else:
             t = median_time(lambda: simulate(snn, x, T, schedule=schedule), repeats)
-    return {"seconds": t, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"seconds": t, "peak_rss_mb": peak_rss_mb()}
 
 
-def rss_subprocess(args, what: str, T: int, schedule: str) -> float:
-    cmd = [sys.executable, __file__, "--one", what, str(T), schedule, "--model", args.model, "--method", args.method,
-           "--batch", str(args.batch), "--threads", str(args.threads), "--repeats", "1"]  # fmt: skip
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["peak_rss_mb"]
+def rss_subprocess(args, what: str, T: int, schedule: str) -> float | None:
+    return _rss(__file__, ["--one", what, str(T), schedule, "--model", args.model, "--method", args.method,
+                           "--batch", str(args.batch), "--threads", str(args.threads), "--repeats", "1"])  # fmt: skip
 
 
 def main() -> None:
@@ -144,15 +111,13 @@ def main() -> None:
                              rss and f"{rss:.0f}"])  # fmt: skip
                 records.append({"setup": f"snn-{args.method}-{schedule}", "T": T, "seconds": t,
                                 "ratio_to_T_baseline": ratio, "peak_rss_mb": rss})  # fmt: skip
-    print(f"{args.model}, batch {args.batch}, {args.threads} threads, torch {torch.__version__}, "
-          f"{platform.processor() or platform.machine()}")  # fmt: skip
+    info = machine(args.threads)
+    print(f"{args.model}, batch {args.batch}, {args.threads} threads, torch {torch.__version__}, {info['cpu']}, "
+          f"load average {', '.join(f'{v:.1f}' for v in info['load_average'])}")  # fmt: skip
     print(table(["setup", "T", "img/s", f"time / (T x {base})", "peak RSS MB"], rows))
-    out = HERE / "results" / f"simulate_{args.method}_{args.model}.json"
-    out.parent.mkdir(exist_ok=True)
     meta = {"model": args.model, "method": args.method, "batch": args.batch, "threads": args.threads,
-            "torch": torch.__version__, "command": " ".join(sys.argv)}  # fmt: skip
-    out.write_text(json.dumps({"meta": meta, "results": records}, indent=2) + "\n")
-    print(f"wrote {out}")
+            "machine": info}  # fmt: skip
+    print(f"wrote {write_json(f'simulate_{args.method}_{args.model}.json', meta, records)}")
 
 
 if __name__ == "__main__":

@@ -140,3 +140,39 @@ def test_engine_counts_spikes_with_the_neurons_own_rule():
     c = simulate(double, x, 5, schedule="step")
     torch.testing.assert_close(c.spike_counts["1"], 2 * a.spike_counts["1"], rtol=0, atol=0)
     assert float(a.spike_counts["1"].sum()) > 0
+
+
+@pytest.mark.parametrize("name", ["vgg11", "resnet20"])
+@pytest.mark.parametrize("layout", ["auto", "nchw", "channels_last"])
+def test_auto_chunking_stages_and_layouts_keep_the_schedules_identical(name, layout):
+    """``chunk="auto"`` splits the graph into stages that fold more steps towards the output (issue 8); every
+    layout gives the same result in both schedules and every chunking."""
+    import importlib
+
+    engine = importlib.import_module("snnconv.simulate")
+    torch.manual_seed(0)
+    snn = convert(randomize(create(name, num_classes=10, in_channels=3, input_size=16, width=0.25)))
+    x = torch.randn(3, 3, 16, 16)
+    plans = []
+    real = engine._plan_stages
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(engine, "_plan_stages", lambda *a: plans.append(real(*a)) or plans[-1])
+        auto = simulate(snn, x, 11, fold_bytes=8 * 1024, layout=layout)
+    (stages,) = plans
+    chunks = [s.chunk for s in stages]
+    assert len(stages) > 1 and chunks == sorted(set(chunks))
+    assert [n for s in stages for n in s.nodes] == list(snn.graph.graph.nodes)
+    full = simulate(snn, x, 11, chunk=None, layout=layout)
+    step = simulate(snn, x, 11, schedule="step", layout=layout)
+    for other in (auto, step):
+        torch.testing.assert_close(other.logits, full.logits, rtol=0, atol=0)
+        for k in full.spike_counts:
+            torch.testing.assert_close(other.spike_counts[k], full.spike_counts[k], rtol=0, atol=0)
+    # layouts differ only in the convolutions' float rounding
+    torch.testing.assert_close(full.logits, simulate(snn, x, 11, chunk=None, layout="nchw").logits,
+                               rtol=0, atol=0.05)  # fmt: skip
+
+
+def test_bad_layout_is_explained():
+    with pytest.raises(SimulationError, match="layout must be one of auto, nchw, channels_last"):
+        simulate(convert(_tiny()), torch.randn(2, 1, 4, 4), 4, layout="nhwc")

@@ -63,3 +63,18 @@ def test_killed_sweep_resumes_without_redoing_finished_cells(tmp_path):
         assert p.stat().st_mtime_ns == mtime and p.read_text() == text
     results = json.loads((out / "results.json").read_text())
     assert sorted(r["levels"] for r in results) == [2, 4, 8]
+
+
+def test_a_sweep_record_matches_across_new_config_fields_and_runtime_keys():
+    """A sweep saved before TrainConfig gained a (defaulted) field, or run on another device, still resumes."""
+    import dataclasses
+
+    from snnconv.sweep import SweepSpec, _comparable
+    from snnconv.train import TrainConfig
+
+    base = {k: v for k, v in TrainConfig(model="mlp", dataset="digits").to_dict().items() if k not in ("out", "log")}
+    spec = dataclasses.asdict(SweepSpec(levels=[2, 4], qcfs_reg=[0.0], T=[1, 2], base=base))
+    older = {**spec, "base": {k: v for k, v in base.items() if k != "label_smoothing"} | {"device": "cuda"}}
+    assert _comparable(older) == _comparable(spec)
+    changed = {**spec, "base": {**base, "lr": base["lr"] * 2}}
+    assert _comparable(changed) != _comparable(spec)

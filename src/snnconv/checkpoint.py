@@ -190,7 +190,11 @@ def load_model_state(
     ]
     if missing or unexpected or shapes:
         name = model_name or type(model).__name__
-        parts = [f"{source} was saved from model {saved_model or '<unknown>'!r}, which does not match {name!r}"]
+        if saved_model == name:
+            parts = [f"{source} holds weights of another {name!r} variant than the one built (width, act, levels, "
+                     "classes or input channels differ)"]  # fmt: skip
+        else:
+            parts = [f"{source} was saved from model {saved_model or '<unknown>'!r}, which does not match {name!r}"]
         for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape", shapes)):
             if items:
                 more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""

@@ -66,6 +66,12 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cutout", action="store_true")
     p.add_argument("--device", default="auto")
     p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument(
+        "--log",
+        default="csv",
+        choices=("csv", "tensorboard", "none"),
+        help="per-epoch scalars: RUN/metrics.csv; tensorboard adds RUN/tb (needs the tensorboard package)",
+    )
     p.add_argument("--data-root", default=None, help="dataset folder (default: standard locations)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -84,15 +90,19 @@ def _config(args: argparse.Namespace):
         seed=args.seed, width=args.width, threshold_init=args.threshold_init, subset=args.subset,
         qcfs_reg=args.qcfs_reg, sparsity=args.sparsity, init_from=args.init_from,
         init_percentile=args.init_percentile, augment=not args.no_augment, autoaugment=args.autoaugment,
-        cutout=args.cutout, device=args.device, num_workers=args.num_workers, out=args.out,
+        cutout=args.cutout, device=args.device, num_workers=args.num_workers, out=args.out, log=args.log,
     )  # fmt: skip
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from snnconv import distributed
     from snnconv.runs import train_run
 
     if args.method == "qat":
         from snnconv.cli_qat import cmd_train_qat
+
+        if distributed.requested():
+            raise SnnconvError("train --method qat runs in one process; launch it without torchrun")
 
         return cmd_train_qat(args, _config(args))
     if args.two_stage:
@@ -101,10 +111,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = two_stage(_config(args), args.finetune_epochs, root=args.data_root, channelwise=not args.no_channel,
                         softplus=not args.no_softplus)  # fmt: skip
         final = out["stage2"] or out["stage1"]
-        print(f"best test accuracy {100 * final['best_acc']:.2f}% -> {out['out']} (evaluate that directory)")
+        if distributed.is_main():
+            print(f"best test accuracy {100 * final['best_acc']:.2f}% -> {out['out']} (evaluate that directory)")
         return 0
     result = train_run(_config(args), resume=args.resume, root=args.data_root)
-    print(f"best test accuracy {100 * result['best_acc']:.2f}% (epoch {result['best_epoch']}) -> {result['out_dir']}")
+    if distributed.is_main():  # under torchrun: one final line, from rank 0
+        print(
+            f"best test accuracy {100 * result['best_acc']:.2f}% (epoch {result['best_epoch']}) -> {result['out_dir']}"
+        )
     return 0
 
 
@@ -297,6 +311,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Train + evaluate every (levels, w_q) cell; resumable; tables in seed 000's shapes."""
+    from snnconv import distributed
+
+    if distributed.requested():
+        raise SnnconvError("sweep runs its cells in one process; launch it without torchrun (or one cell per job)")
     from snnconv.sweep import SweepSpec, run_sweep, tables
 
     base = {k: v for k, v in _config(args).to_dict().items() if k not in ("levels", "qcfs_reg", "out")}
@@ -346,11 +364,15 @@ def cmd_export_nir(args: argparse.Namespace) -> int:
     kinds: dict[str, int] = {}
     for node in graph.nodes.values():
         kinds[type(node).__name__] = kinds.get(type(node).__name__, 0) + 1
-    print(f"wrote {args.out}: {config.model} (IF method, L={config.levels}), input {list(shape)}, "
-          + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())))
-    print("NIR's IF node resets to v_reset and starts at 0: reset by subtraction, v(0) = θ/2 and firing at v ≥ θ"
-          " are in each IF node's metadata (snnconv.nir_io.import_nir restores them exactly"
-          + ("; files written with --fold-scales are not imported back)" if args.fold_scales else ")"))
+    print(
+        f"wrote {args.out}: {config.model} (IF method, L={config.levels}), input {list(shape)}, "
+        + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
+    )
+    print(
+        "NIR's IF node resets to v_reset and starts at 0: reset by subtraction, v(0) = θ/2 and firing at v ≥ θ"
+        " are in each IF node's metadata (snnconv.nir_io.import_nir restores them exactly"
+        + ("; files written with --fold-scales are not imported back)" if args.fold_scales else ")")
+    )
     return 0
 
 

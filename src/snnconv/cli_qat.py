@@ -57,8 +57,12 @@ def add_calif_eval_args(p: argparse.ArgumentParser) -> None:
     from snnconv.coding import CODINGS, ORDERS
 
     g = p.add_argument_group("Ca-LIF (--method calif, on a QAT run)")
-    g.add_argument("--input-coding", default="codes", choices=CODINGS,
-                   help="codes: the exact input codes; isi: inter-spike-interval (seed 003 §4.1); rate; direct")
+    g.add_argument(
+        "--input-coding",
+        default="codes",
+        choices=CODINGS,
+        help="codes: the exact input codes; isi: inter-spike-interval (seed 003 §4.1); rate; direct",
+    )
     g.add_argument("--order", default="even", choices=ORDERS, help="spike arrival order of the code inputs")
 
 

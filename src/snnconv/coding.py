@@ -19,6 +19,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from snnconv.errors import SnnconvError
 from snnconv.layers.temporal import TimeAware
 
 Coding = Literal["codes", "isi", "rate", "direct"]
@@ -29,7 +30,7 @@ ORDERS: tuple[str, ...] = ("even", "first", "last", "random")
 
 def _check_alpha(alpha: float) -> None:
     if not 0 < alpha <= 1:
-        raise ValueError(f"ISI coding needs 0 < alpha <= 1 (one spike per step at most), got {alpha}")
+        raise SnnconvError(f"ISI coding needs 0 < alpha <= 1 (one spike per step at most), got {alpha}")
 
 
 def isi_counts(pixels: Tensor, T: int, alpha: float = 1.0) -> Tensor:
@@ -72,7 +73,7 @@ def direct_encode(x: Tensor, T: int) -> Tensor:
 def spread_codes(codes: Tensor, T: int, order: Order = "even", generator: torch.Generator | None = None) -> Tensor:
     """Signed spike counts [T, ...] summing over time to the integer ``codes`` (see module docstring)."""
     if order not in ORDERS:
-        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+        raise SnnconvError(f"order must be one of {ORDERS}, got {order!r}")
     k = codes.abs().to(torch.int64)
     base, rem = k // T, k % T
     t = torch.arange(1, T + 1, device=codes.device).view(-1, *([1] * codes.dim()))
@@ -110,7 +111,7 @@ class InputEncoder(TimeAware):
     ) -> None:
         super().__init__()
         if coding not in CODINGS:
-            raise ValueError(f"coding must be one of {CODINGS}, got {coding!r}")
+            raise SnnconvError(f"coding must be one of {CODINGS}, got {coding!r}")
         if coding == "isi":
             _check_alpha(alpha)
         self.scale, self.qmin, self.qmax = float(scale), float(qmin), float(qmax)

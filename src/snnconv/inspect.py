@@ -4,6 +4,9 @@
 of a ``SpikingNetwork``: "spiking") with its type, θ min/max/mean over channels, Diff = (max θ - min θ) / min θ and
 the number of non-positive thresholds, then MaxDiff and AvgDiff over the layers (seed 002 Table 5; statistics from
 ``snnconv.analysis.thresholds``). ``inspect_run(run_dir)`` does the same for the trained ANN of a run directory.
+A model with ``Analog`` stages (transformers) gets one more section: the domain of every graph node (input, static,
+spiking, synaptic, analog with its coding) and the edges where spikes meet analog stages
+(``snnconv.analysis.boundary``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 
 from torch import nn
 
+from snnconv.analysis.boundary import boundary_report, has_analog
 from snnconv.analysis.thresholds import threshold_stats
 from snnconv.convert.network import SpikingNetwork
 from snnconv.report import table
@@ -50,11 +54,13 @@ def inspect_model(model: nn.Module) -> str:
     lines = [_header(model)]
     if not rows:
         lines.append("(no threshold-carrying layers: no QCFS activation or IF-type neuron)")
-        return "\n".join(lines)
-    lines += [table(HEADERS, rows), f"MaxDiff {_pct(stats.max_diff)}  AvgDiff {_pct(stats.avg_diff)}"]
-    bad = sum(l.non_positive for l in stats.layers)
-    if bad:
-        lines.append(f"warning: {bad} non-positive threshold(s): these layers cannot be converted faithfully")
+    else:
+        lines += [table(HEADERS, rows), f"MaxDiff {_pct(stats.max_diff)}  AvgDiff {_pct(stats.avg_diff)}"]
+        bad = sum(l.non_positive for l in stats.layers)
+        if bad:
+            lines.append(f"warning: {bad} non-positive threshold(s): these layers cannot be converted faithfully")
+    if has_analog(model):
+        lines.append(boundary_report(model))
     return "\n".join(lines)
 
 

@@ -17,6 +17,19 @@ Three torch.fx passes over the graph traced by :func:`snnconv.convert.trace` (mo
 
 In-place semantics are preserved: where the traced code reads the input of an in-place ReLU after the call
 (``F.relu_(x); return x``), those later reads are redirected to the new activation's output.
+
+Transformers (seed 001 A.6, issue 11), before tracing (torch's encoder layers have a fused fast path and
+data-dependent checks that torch.fx cannot trace), a module-tree pass :func:`replace_transformer_layers`:
+
+* ``nn.TransformerEncoderLayer`` → :class:`snnconv.layers.EncoderBlock` and ``nn.TransformerEncoder`` →
+  :class:`snnconv.layers.encoder.EncoderStack` with the same weights (Q/K/V, output projection, FFN, norms,
+  ``norm_first``); the FFN's ReLU/GELU (function or module) becomes ``act(dim_feedforward)`` (QCFS by default);
+  attention and the LayerNorms become ``Analog`` stages. Supported: ``batch_first=True``, plain self-attention,
+  no masks at call time; anything else raises ``ConversionError`` naming the reason.
+* every other ``nn.LayerNorm`` becomes ``Analog(LayerNorm)`` (it is not an affine map of spikes).
+
+The code around the encoder must be convertible as usual; axis permutations and means over tokens are fine when
+they name non-negative axes other than the batch axis 0 (``x.transpose(1, 2)``, ``x.mean(dim=1)``).
 """
 
 from __future__ import annotations
@@ -35,6 +48,8 @@ from torch.fx.passes.shape_prop import ShapeProp
 from snnconv.convert.trace import set_module, trace
 from snnconv.layers.act import ActFactory, make_act
 from snnconv.layers.add import Add
+from snnconv.layers.analog import Analog
+from snnconv.layers.encoder import EncoderBlock, EncoderStack
 
 RELU_MODULES = (nn.ReLU, nn.ReLU6)
 RELU_FUNCTIONS = {F.relu, F.relu_, torch.relu, torch.relu_, F.relu6}
@@ -81,7 +96,7 @@ def prepare(
     Data-dependent control flow raises ``snnconv.errors.ConversionError`` (from the tracer).
     """
     factory = make_act(act, levels=levels, threshold=threshold, shift=shift) if isinstance(act, str) else act
-    gm = trace(copy.deepcopy(model))
+    gm = trace(replace_transformer_layers(copy.deepcopy(model), factory))
     gm.train(model.training)
     if example_input is not None:
         was_training = gm.training
@@ -178,6 +193,37 @@ def _redirect_inplace(gm: fx.GraphModule, old_input: Any, new: fx.Node) -> None:
 
 
 # --- passes ---------------------------------------------------------------------------------------------------
+
+
+def replace_transformer_layers(model: nn.Module, factory: ActFactory) -> nn.Module:
+    """Pass over the module tree (in place; returns the model, which may itself be replaced): torch encoder
+    layers/stacks → ``EncoderBlock``/``EncoderStack`` with ``factory`` FFN activations; other LayerNorms →
+    ``Analog(LayerNorm)`` (module docstring)."""
+
+    def swap(mod: nn.Module) -> nn.Module | None:
+        if type(mod) is nn.TransformerEncoder:
+            return EncoderStack.from_torch(mod, factory)
+        if type(mod) is nn.TransformerEncoderLayer:
+            return EncoderBlock.from_torch(mod, factory)
+        if isinstance(mod, nn.LayerNorm):
+            return Analog(mod)
+        return None
+
+    def visit(parent: nn.Module) -> None:
+        if isinstance(parent, Analog):
+            return
+        for name, child in list(parent.named_children()):
+            new = swap(child)
+            if new is not None:
+                setattr(parent, name, new)
+            else:
+                visit(child)
+
+    top = swap(model)
+    if top is not None:
+        return top
+    visit(model)
+    return model
 
 
 def replace_relus(gm: fx.GraphModule, factory: ActFactory, *, needs_channels: bool = True) -> int:
@@ -358,4 +404,6 @@ def modules_by_call_site(gm: fx.GraphModule, kind: type[nn.Module] | tuple[type[
     return [n.target for n in gm.graph.nodes if n.op == "call_module" and isinstance(gm.get_submodule(n.target), kind)]
 
 
-__all__: list[str] = ["modules_by_call_site", "prepare", "replace_adds", "replace_maxpool", "replace_relus"]
+__all__: list[str] = [
+    "modules_by_call_site", "prepare", "replace_adds", "replace_maxpool", "replace_relus", "replace_transformer_layers",
+]  # fmt: skip

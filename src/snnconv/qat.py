@@ -37,6 +37,8 @@ from torch.ao.quantization import (
 from torch.ao.quantization.backend_config import get_qnnpack_backend_config
 from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
+from snnconv.errors import SnnconvError
+
 __all__ = [
     "Pow2MovingAverageMinMaxObserver",
     "QATSchedule",
@@ -68,7 +70,7 @@ class Pow2MovingAverageMinMaxObserver(MovingAverageMinMaxObserver):
 def qat_qconfig(bits: int = 8, signed: bool = True, per_channel: bool = False, pow2: bool = True) -> QConfig:
     """QConfig with zero-point-0 activation fake quantizers and symmetric integer weights (see module doc)."""
     if not 2 <= bits <= 8:
-        raise ValueError(f"bits must be in 2..8, got {bits}")
+        raise SnnconvError(f"bits must be in 2..8, got {bits}")
     top = 2 ** (bits - 1) - 1
     observer = Pow2MovingAverageMinMaxObserver if pow2 else MovingAverageMinMaxObserver
     if signed:

@@ -199,7 +199,9 @@ def train_qat_run(
             raise CheckpointError(f"cannot resume {out}: the QAT settings differ ({'; '.join(diff)}); "
                                   "resume with the same settings or start a new run directory")  # fmt: skip
     elif last.exists():
-        raise CheckpointError(f"{out} already holds a run ({last}); pass resume=True or choose another out dir")
+        raise CheckpointError(
+            f"{out} already holds a run ({last}); resume it (--resume / resume=True) or choose another out dir"
+        )
     seed_everything(config.seed)
     model = build_qat_model(config, settings)
     if resume and per_channel and last.is_file():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from torch import nn
 
+from snnconv import distributed
 from snnconv.checkpoint import KIND_MODEL, KIND_TRAIN, load_checkpoint, load_model_state
 from snnconv.data import dataset_info, make_loader
 from snnconv.errors import CheckpointError
@@ -38,8 +39,10 @@ def build_model(config: TrainConfig) -> nn.Module:
 
 
 def test_loader(config: TrainConfig, *, batch_size: int = 256, subset: int | None = None,
-                root: str | os.PathLike | None = None):  # fmt: skip
-    return make_loader(config.dataset, batch_size, shuffle=False, train=False, subset=subset, root=root)
+                root: str | os.PathLike | None = None, rank: int = 0, world_size: int = 1):  # fmt: skip
+    """The test split in a fixed order (``world_size > 1``: this rank's disjoint share of it)."""
+    return make_loader(config.dataset, batch_size, shuffle=False, train=False, subset=subset, root=root, rank=rank,
+                       world_size=world_size)  # fmt: skip
 
 
 def train_run(config: TrainConfig, *, resume: bool = False, root: str | os.PathLike | None = None,
@@ -47,18 +50,22 @@ def train_run(config: TrainConfig, *, resume: bool = False, root: str | os.PathL
     """Train the configured model on the configured dataset into ``config.out`` (resumable).
 
     ``fit`` re-seeds the train loader's sampler every epoch from (seed, epoch), so resumed runs see the same data.
+    Under ``torchrun`` each rank loads its shard of the train and test sets (``config.batch_size`` is the global
+    batch; see :mod:`snnconv.distributed`).
     """
+    distributed.init(resolve_device(config.device))
+    shard = distributed.shard_kwargs(config.batch_size)
     seed_everything(config.seed)
     model = build_model(config)
-    train = make_loader(
-        config.dataset, config.batch_size, shuffle=True, seed=config.seed, train=True, subset=config.subset,
-        root=root, augment=config.augment, autoaugment=config.autoaugment, cutout=config.cutout,
-        num_workers=config.num_workers, drop_last=False,
-    )  # fmt: skip
-    test = test_loader(config, root=root)
+    data = {"shuffle": True, "seed": config.seed, "train": True, "subset": config.subset, "root": root,
+            "augment": config.augment, "autoaugment": config.autoaugment, "cutout": config.cutout,
+            "num_workers": config.num_workers, "drop_last": False}  # fmt: skip
+    train = make_loader(config.dataset, **shard, **data)
+    test = test_loader(config, root=root, rank=shard["rank"], world_size=shard["world_size"])
     if config.init_from and not resume:  # seed 001 A.9: weights from a ReLU run, λ from activation percentiles
         relu, _ = load_run(config.init_from)
-        init_qcfs_from_relu(model, relu, train, percentile=config.init_percentile)
+        whole = train if shard["world_size"] == 1 else make_loader(config.dataset, config.batch_size, **data)
+        init_qcfs_from_relu(model, relu, whole, percentile=config.init_percentile)  # same λ on every rank
     losses = [extra_loss] if extra_loss is not None else []
     if config.qcfs_reg > 0:  # seed 000: CE + w_q · mean((z - q)^2) over all QCFS pre-activations
         reg = QCFSRegularizer(model)
@@ -74,6 +81,9 @@ def train_run(config: TrainConfig, *, resume: bool = False, root: str | os.PathL
 def load_run(run_dir: str | os.PathLike, which: str = "best") -> tuple[nn.Module, TrainConfig]:
     """The trained ANN of a run directory (``best.pt`` or ``last.pt``) and its config, loaded safely."""
     run = Path(run_dir)
+    if (run / "qat.json").is_file():  # snnconv.qat_runs.QAT_FILE (imported there from here)
+        raise CheckpointError(f"{run} is a QAT run (torch.ao fake-quantized model): load it with "
+                              "snnconv.qat_runs.load_qat_run, evaluate it with --method calif")  # fmt: skip
     path = run / f"{which}.pt"
     if not path.is_file():
         found = ", ".join(sorted(p.name for p in run.glob("*.pt"))) if run.is_dir() else "no such directory"
@@ -81,9 +91,6 @@ def load_run(run_dir: str | os.PathLike, which: str = "best") -> tuple[nn.Module
     ckpt = load_checkpoint(path, kind=(KIND_MODEL, KIND_TRAIN))
     config = TrainConfig.from_dict(ckpt["config"])
     model = build_model(config)
-    if (run / "qat.json").is_file():  # snnconv.qat_runs.QAT_FILE (imported there from here)
-        raise CheckpointError(f"{run} is a QAT run (torch.ao fake-quantized model): load it with "
-                              "snnconv.qat_runs.load_qat_run, evaluate it with --method calif")  # fmt: skip
     load_model_state(model, ckpt["model"], source=str(path), saved_model=config.model, model_name=config.model)
     return model.to(resolve_device("cpu")).eval(), config
 

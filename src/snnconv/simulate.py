@@ -2,13 +2,22 @@
 
 * ``"layer"`` (layer by layer): each conv/linear runs once on a [T·B, ...] tensor (time folded into the batch),
   each neuron scans over T. ``chunk`` bounds memory by folding at most ``chunk`` steps at a time (neuron state
-  carries over between chunks); ``chunk="auto"`` (default) picks the largest chunk whose biggest folded
-  activation fits ``fold_bytes`` (16 MB, measured on step 1), ``chunk=None`` folds all T steps at once.
+  carries over between chunks); ``chunk=None`` folds all T steps at once. ``chunk="auto"`` (default) measures
+  every value's size on step 1 and splits the graph into stages (``_plan_stages``): early layers with large
+  activations fold few steps (``fold_bytes``: 2 MB on CPU, a cache-sized budget; 256 MB on GPUs, which want
+  large batches), late layers with small activations and large weights (VGG's 512-channel convs and its
+  classifier) fold many, reading their weights once per chunk instead of once per step.
 * ``"step"`` (step by step): every layer advances one step at a time; memory O(layers), not O(T).
 
 Values that do not depend on time (the analog input and everything computed from it before the first neuron,
-i.e. the first layer's current under direct coding) are computed once and reused at every step.
+i.e. the first layer's current under direct coding) are computed once and reused at every step. 2-D
+convolutions get their input in the memory layout that is faster for them (``layout="auto"``: channels-last up
+to 128 input channels); neuron state follows the layout of its currents.
 The prediction after step t is the mean of the output layer's current over steps 1..t (SPEC §1).
+
+Analog stages (``snnconv.layers.analog``: transformer attention and LayerNorm) keep state like neurons: a
+``RateAnalog`` reads the running mean of its input (causal, both schedules; computed once when its input is
+time-constant), a ``SumAnalog`` the sum over all T steps (layer by layer only).
 """
 
 from __future__ import annotations
@@ -20,15 +29,22 @@ from typing import Any, Literal
 
 import torch
 import torch.fx as fx
-from torch import Tensor
+from torch import Tensor, nn
 
 from snnconv.convert.network import SpikingNetwork
 from snnconv.errors import SimulationError
+from snnconv.layers.analog import AnalogStage
 from snnconv.layers.neuron import SpikingNeuron
 from snnconv.layers.temporal import TimeAware
 
 Schedule = Literal["layer", "step"]
 SCHEDULES: tuple[str, ...] = ("layer", "step")
+Layout = Literal["auto", "nchw", "channels_last"]
+LAYOUTS: tuple[str, ...] = ("auto", "nchw", "channels_last")
+#: default activation budget of a folded chunk on CPU / on GPUs (``simulate(fold_bytes=...)``); layers with larger
+#: weights may fold up to their weight size (see ``_plan_stages``)
+FOLD_BYTES = 2 * 2**20
+FOLD_BYTES_GPU = 256 * 2**20
 
 
 @dataclass
@@ -103,18 +119,39 @@ def _has(value: Any, kind: type) -> bool:
     return False
 
 
+#: 2-D convolutions with at most this many input channels read channels-last inputs (``layout="auto"``)
+CHANNELS_LAST_MAX_IN = 128
+
+
+def _input_format(mod: Any, layout: str) -> torch.memory_format | None:
+    """The memory layout a layer's input is given in, or None to leave it as it comes.
+
+    oneDNN's channels-last kernels are about twice as fast as NCHW for convolutions with few channels on large
+    feature maps (ResNet-20, the first VGG blocks; measured on the reference CPU) and slower for 512-channel
+    layers on 2×2-4×4 maps, so ``"auto"`` picks per layer by input channels. A conv given an NCHW input with NCHW
+    weights runs NCHW; the neurons keep whatever layout their currents have.
+    """
+    if layout == "nchw" or not isinstance(mod, nn.Conv2d):
+        return None
+    if layout == "channels_last" or mod.in_channels <= CHANNELS_LAST_MAX_IN:
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 class _Program:
     """A GraphModule prepared for execution: nodes, their modules, static flags and last uses."""
 
-    def __init__(self, gm: fx.GraphModule) -> None:
+    def __init__(self, gm: fx.GraphModule, layout: str = "auto") -> None:
         self.gm = gm
         self.nodes = list(gm.graph.nodes)
         self.modules = dict(gm.named_modules())
+        self.formats = {n: f for n in self.nodes if n.op == "call_module"
+                        and (f := _input_format(self.modules[n.target], layout)) is not None}  # fmt: skip
         self.neuron_nodes = [n for n in self.nodes if n.op == "call_module"
                              and isinstance(self.modules[n.target], SpikingNeuron)]  # fmt: skip
-        # neurons and step-dependent layers produce time-varying values even from a constant input
-        timed = {n for n in self.nodes if n.op == "call_module"
-                 and isinstance(self.modules[n.target], (SpikingNeuron, TimeAware))}  # fmt: skip
+        # neurons, step-dependent layers and analog stages that sum over steps produce time-varying values even
+        # from a constant input
+        timed = {n for n in self.nodes if n.op == "call_module" and _timed(self.modules[n.target])}
         self.static: set[fx.Node] = set()
         for n in self.nodes:
             if n.op == "placeholder" or (n not in timed and all(a in self.static for a in n.all_input_nodes)):
@@ -129,7 +166,18 @@ class _Program:
                     self.free_after[n].append(a.name)
 
 
+def _timed(mod: Any) -> bool:
+    if isinstance(mod, AnalogStage):
+        return not mod.static_on_constant
+    return isinstance(mod, (SpikingNeuron, TimeAware))
+
+
 def _validate(snn: SpikingNetwork, x: Tensor, T: int, schedule: str, chunk: int | str | None) -> None:
+    if not isinstance(snn, SpikingNetwork):
+        raise SimulationError(
+            f"simulate: snn must be a SpikingNetwork, got {type(snn).__name__}; convert the ANN first: "
+            "snn = snnconv.convert(ann)"
+        )
     if not isinstance(x, Tensor):
         raise SimulationError(f"simulate: x must be a tensor, got {type(x).__name__}")
     if not isinstance(T, int) or isinstance(T, bool) or T < 1:
@@ -152,11 +200,32 @@ def _validate(snn: SpikingNetwork, x: Tensor, T: int, schedule: str, chunk: int 
             f"simulate: x is {x.dtype} on {x.device} but the network is {p.dtype} on {p.device}; "
             f"move one of them (e.g. snn.to(x.dtype) or x.to({p.dtype}))"
         )
+    _check_neurons(snn)
     if not _causal(snn) and (schedule == "step" or (isinstance(chunk, int) and chunk < T)):
         raise SimulationError(
-            "simulate: this network's neurons fire only after integrating all T inputs (accumulate-then-fire); "
-            "use schedule='layer' without chunk"
+            "simulate: this network's neurons (or analog stages) fire only after integrating all T inputs "
+            "(accumulate-then-fire); use schedule='layer' without chunk"
         )
+
+
+#: neuron buffers that must be finite and > 0 (IF/Ca-LIF thresholds, bit-serial spike values)
+_POSITIVE_BUFFERS = ("threshold", "step_values")
+
+
+def _check_neurons(snn: SpikingNetwork) -> None:
+    """A threshold edited (or loaded) to <= 0, NaN or Inf would silently give wrong spikes: refuse it."""
+    for name, mod in snn.neurons().items():
+        for key in _POSITIVE_BUFFERS:
+            value = getattr(mod, key, None)
+            if not isinstance(value, Tensor) or not value.is_floating_point():
+                continue
+            bad = ~torch.isfinite(value) | (value <= 0)
+            if bool(bad.any()):
+                raise SimulationError(
+                    f"simulate: spiking layer '{name}' ({type(mod).__name__}) has {int(bad.sum())} {key} value(s) "
+                    f"that are not finite and > 0 (min {float(value.min()):.4g}); a neuron with θ <= 0 fires on "
+                    "every step: convert the ANN again instead of editing thresholds, or fix them"
+                )
 
 
 @torch.no_grad()
@@ -167,19 +236,27 @@ def simulate(
     *,
     schedule: Schedule = "layer",
     chunk: int | Literal["auto"] | None = "auto",
-    fold_bytes: int = 16 * 2**20,
+    fold_bytes: int | None = None,
     record: bool = True,
+    layout: Layout = "auto",
 ) -> SimResult:
-    """Run ``snn`` on a batch ``x`` (direct coding: the analog input at every step) for ``T`` steps."""
+    """Run ``snn`` on a batch ``x`` (direct coding: the analog input at every step) for ``T`` steps.
+
+    ``layout``: memory layout of 2-D convolution inputs: ``"auto"`` (channels-last where it is faster, see
+    ``_input_format``), ``"nchw"`` (as they come) or ``"channels_last"``. Results agree to float rounding across
+    layouts; within one layout both schedules and every chunking give identical results.
+    """
     _validate(snn, x, T, schedule, chunk)
-    program = _Program(snn.graph)
+    if layout not in LAYOUTS:
+        raise SimulationError(f"simulate: layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    program = _Program(snn.graph, layout)
     B = x.shape[0]
     if schedule == "step":
         steps_per_run = 1
     elif chunk is None or not _causal(snn):
         steps_per_run = T
     elif chunk == "auto":
-        steps_per_run = 1  # step 1 measures the largest per-step activation, then the chunk size is set
+        steps_per_run = 0  # planned after step 1 (below)
     else:
         steps_per_run = chunk
     states: dict[str, Any] = {}
@@ -200,34 +277,149 @@ def simulate(
             counts[key][start : start + cur.shape[0]] += step_counts.to(counts[key].dtype)
         return values
 
-    start = 0
-    while start < T:
-        steps = min(steps_per_run, T - start)
-        env: dict[str, Any] = dict(static_cache)
-        step_bytes = 0
-        for node in program.nodes:
+    def stage_call(node: fx.Node, mod: AnalogStage, x_seq: Tensor, start: int) -> Tensor:
+        key = node.target
+        if key not in states:
+            states[key] = mod.init_state(x_seq[0])
+        values, states[key] = mod.scan(x_seq, states[key], start, T)
+        return values
+
+    def run_nodes(
+        nodes: list[fx.Node], env: dict[str, Any], start: int, steps: int, sizes: dict[fx.Node, int] | None = None
+    ) -> dict[str, Any]:
+        for node in nodes:
             if node.name in env:
                 continue
-            value = _run_node(program, node, env, x, B, steps, partial(neuron_call, start=start), start, T)
+            value = _run_node(program, node, env, x, B, steps, partial(neuron_call, start=start),
+                              partial(stage_call, start=start), start, T)  # fmt: skip
             env[node.name] = value
-            if isinstance(value, _Seq):
-                step_bytes = max(step_bytes, value.data.numel() * value.data.element_size() // steps)
+            if sizes is not None:
+                sizes[node] = _step_bytes(value, steps)
             if node in program.static:
                 static_cache[node.name] = value
             for name in program.free_after[node]:
                 env.pop(name, None)
-        outputs.append(env["__output__"])
+        return env
+
+    first = 0
+    if steps_per_run == 0:  # auto: step 1 alone measures every value's size per step, then the stages are planned
+        sizes: dict[fx.Node, int] = {}
+        outputs.append(run_nodes(program.nodes, dict(static_cache), 0, 1, sizes)["__output__"])
+        first = 1
+        if fold_bytes is None:
+            fold_bytes = FOLD_BYTES if x.device.type == "cpu" else FOLD_BYTES_GPU
+        stages = _plan_stages(program, sizes, fold_bytes, T - 1) if T > 1 else []
+    else:
+        stages = [_Stage(program.nodes, steps_per_run, frozenset())]
+    pending: list[list[tuple[dict[str, Any], int, int]]] = [[] for _ in stages]
+
+    def deliver(k: int, env: dict[str, Any], start: int, steps: int) -> None:
+        if k == len(stages) - 1:
+            outputs.append(env["__output__"])
+            return
+        pending[k + 1].append(({name: env[name] for name in stages[k].live_out}, start, steps))
+        if sum(p[2] for p in pending[k + 1]) >= stages[k + 1].chunk:
+            flush(k + 1)
+
+    def flush(k: int) -> None:
+        parts, pending[k] = pending[k], []
+        start, steps = parts[0][1], sum(p[2] for p in parts)
+        env = dict(static_cache)
+        for name in parts[0][0]:  # time-major folded values: concatenating chunks is concatenating steps
+            env[name] = parts[0][0][name] if len(parts) == 1 else _Seq(torch.cat([p[0][name].data for p in parts]))
+        deliver(k, run_nodes(stages[k].nodes, env, start, steps), start, steps)
+
+    start = first
+    while stages and start < T:
+        steps = min(stages[0].chunk, T - start)
+        deliver(0, run_nodes(stages[0].nodes, dict(static_cache), start, steps), start, steps)
         start += steps
-        if chunk == "auto" and schedule == "layer" and start == 1:
-            steps_per_run = max(1, fold_bytes // max(1, step_bytes))
+    for k in range(1, len(stages)):  # the last, partial chunks
+        if pending[k]:
+            flush(k)
 
     total = torch.cat(outputs, dim=0)  # (T, B, K) output currents
     t = torch.arange(1, T + 1, dtype=total.dtype, device=total.device).view(T, *([1] * (total.dim() - 1)))
     return SimResult(logits=total.cumsum(0) / t, spike_counts=counts, neurons=neurons, batch_size=B)
 
 
+@dataclass(frozen=True)
+class _Stage:
+    """Consecutive graph nodes run together on chunks of ``chunk`` steps; ``live_out``: values later stages read."""
+
+    nodes: list[fx.Node]
+    chunk: int
+    live_out: frozenset[str]
+
+
+def _step_bytes(value: Any, steps: int) -> int:
+    """Bytes per step of a time-dependent value; 0 for a value that is the same at every step; -1 for anything
+    else (a Python number, a shape...): such a value may depend on the chunk size and must not cross stages."""
+    if isinstance(value, _Seq):
+        return value.data.numel() * value.data.element_size() // steps
+    if value is None or isinstance(value, (_Static, Tensor, nn.Module)):
+        return 0
+    return -1
+
+
+def _weight_bytes(program: _Program, node: fx.Node) -> int:
+    mod = program.modules.get(node.target) if node.op == "call_module" else None
+    if not isinstance(mod, (nn.Linear, nn.modules.conv._ConvNd)):
+        return 0
+    return sum(p.numel() * p.element_size() for p in mod.parameters(recurse=False))
+
+
+def _plan_stages(program: _Program, sizes: dict[fx.Node, int], fold_bytes: int, steps: int) -> list[_Stage]:
+    """Split the graph into stages of consecutive nodes, each run on chunks of as many steps as its nodes allow
+    (at most ``steps``); chunks grow from stage to stage. A stage runs as soon as the previous one has delivered
+    at least its chunk (so it may fold up to one previous chunk more) and once more on what is left at the end.
+
+    A convolution may fold as many steps as keep its (input or output) activation within max(``fold_bytes``,
+    its weight bytes): early CNN layers (large activations, small weights) run best on one step at a time, as
+    the ANN does (larger folded batches were measured 10-55 % slower per step there), while late layers (small
+    activations, large weights: VGG's 512-channel convs) read their weights once per chunk instead of once per
+    step. Other nodes (linear layers, neurons, pooling, additions) may fold up to the largest weight of the
+    network (memory the model already takes). Every node's chunk is bounded by
+    the chunks of all later nodes (so stages grow along the graph). Values that cross a stage boundary are
+    buffered until the next stage has a full chunk; a boundary is only placed where those values are
+    time-dependent tensors whose buffered size fits the same budget.
+    """
+    nodes = program.nodes
+    cap = max([fold_bytes] + [_weight_bytes(program, n) for n in nodes])
+    need = []
+    for n in nodes:
+        b = max([sizes.get(n, 0)] + [sizes.get(a, 0) for a in n.all_input_nodes if a not in program.static])
+        w = _weight_bytes(program, n)
+        conv = n.op == "call_module" and isinstance(program.modules.get(n.target), nn.modules.conv._ConvNd)
+        budget = max(fold_bytes, w) if conv else cap
+        need.append(max(1, min(steps, budget // b)) if b > 0 else steps)
+    for i in range(len(nodes) - 2, -1, -1):  # a node's chunk must fit every later node (suffix minimum)
+        need[i] = min(need[i], need[i + 1])
+    index = {n: i for i, n in enumerate(nodes)}
+    last_use = {n: max((index[u] for u in n.users), default=-1) for n in nodes}
+    bounds, chunks = [0], [need[0]]
+    for i in range(1, len(nodes)):
+        chunk = need[i]
+        if chunk <= chunks[-1]:
+            continue
+        crossing = [n for n in nodes[bounds[-1] : i] if last_use[n] >= i and n not in program.static]
+        crossing += [n for n in nodes[: bounds[-1]] if last_use[n] >= i and n not in program.static]
+        if any(sizes.get(n, -1) < 0 for n in crossing) or sum(sizes[n] for n in crossing) * chunk > cap:
+            continue
+        bounds.append(i)
+        chunks.append(chunk)
+    bounds.append(len(nodes))
+    stages = []
+    for k, chunk in enumerate(chunks):
+        end = bounds[k + 1]
+        live = frozenset(n.name for n in nodes[:end] if last_use[n] >= end and n not in program.static)
+        stages.append(_Stage(nodes[bounds[k] : end], chunk, live))
+    return stages
+
+
 def _causal(snn: SpikingNetwork) -> bool:
-    return all(m.causal for m in snn.neurons().values())
+    stages = (m for m in snn.graph.modules() if isinstance(m, AnalogStage))
+    return all(m.causal for m in snn.neurons().values()) and all(m.causal for m in stages)
 
 
 def _run_node(
@@ -238,6 +430,7 @@ def _run_node(
     B: int,
     steps: int,
     neuron_call: Callable[[fx.Node, SpikingNeuron, Tensor], Tensor],
+    stage_call: Callable[[fx.Node, AnalogStage, Tensor], Tensor],
     start: int,
     T: int,
 ) -> Any:
@@ -258,6 +451,13 @@ def _run_node(
             raise SimulationError("the network's output is not a batch tensor")
         return None
     mod = program.modules[node.target] if node.op == "call_module" else None
+    if isinstance(mod, AnalogStage) and (_timed(mod) or _has(args, _Seq)):
+        (inp,) = args
+        if isinstance(inp, _Seq):
+            seq = inp.data.view(steps, B, *inp.data.shape[1:])
+        else:
+            seq = inp.data.unsqueeze(0).expand(steps, *inp.data.shape)
+        return _Seq(_fold(_guard(node, lambda: stage_call(node, mod, seq))))
     if isinstance(mod, (SpikingNeuron, TimeAware)):
         (inp,) = args
         if isinstance(inp, _Seq):
@@ -271,6 +471,9 @@ def _run_node(
     batch = temporal or _has(args, _Static) or _has(kwargs, _Static)
     a, kw = _unwrap(args, steps, temporal), _unwrap(kwargs, steps, temporal)
     if node.op == "call_module":
+        fmt = program.formats.get(node)
+        if fmt is not None and a and isinstance(a[0], Tensor) and a[0].dim() == 4:
+            a = (a[0].contiguous(memory_format=fmt), *a[1:])
         result = _guard(node, lambda: mod(*a, **kw))
     elif node.op == "call_function":
         result = _guard(node, lambda: node.target(*a, **kw))
@@ -299,4 +502,16 @@ def _guard(node: fx.Node, fn: Callable[[], Any]) -> Any:
         raise
     except RuntimeError as exc:
         where = f"layer '{node.target}'" if node.op == "call_module" else f"operation '{node.name}'"
-        raise SimulationError(f"simulate: {where} failed: {exc}") from exc
+        raise SimulationError(f"simulate: {where} failed: {exc}{_shape_hint(node)}") from exc
+
+
+def _shape_hint(node: fx.Node) -> str:
+    """What input a conv/linear layer expects, for shape errors (the torch message only names matrix sizes)."""
+    mod = node.graph.owning_module.get_submodule(node.target) if node.op == "call_module" else None
+    if isinstance(mod, torch.nn.Linear):
+        return f"; this layer expects inputs with {mod.in_features} features (last dim); check x's shape [B, ...]"
+    if isinstance(mod, torch.nn.modules.conv._ConvNd):
+        dims = len(mod.kernel_size)
+        shape = ", ".join(["B", str(mod.in_channels), *("H", "W", "D")[:dims]])
+        return f"; this layer expects [{shape}] inputs with {mod.in_channels} channels; check x's shape"
+    return ""

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from snnconv.checkpoint import atomic_write
 from snnconv.errors import SnnconvError
-from snnconv.train import TrainConfig
+from snnconv.train import _RUNTIME_KEYS, TrainConfig
 
 
 @dataclass
@@ -46,6 +46,16 @@ def _write_json(path: Path, data: object) -> None:
     atomic_write(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
 
 
+def _comparable(spec: dict) -> dict:
+    """A sweep record without the run-time keys, its base filled with today's TrainConfig defaults.
+
+    So a sweep resumes after snnconv gained a config field (with a default) or when only device/log/workers change.
+    """
+    base = {k: v for k, v in spec.get("base", {}).items() if k not in _RUNTIME_KEYS}
+    defaults = {k: v for k, v in TrainConfig(model="", dataset="").to_dict().items() if k not in _RUNTIME_KEYS}
+    return {**spec, "base": {**defaults, **base}}
+
+
 def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, root: str | None = None, progress: bool = True) -> list[dict]:
     """Train and evaluate every (L, w_q) cell not finished yet; returns all cells' results."""
     from snnconv.runs import evaluate_run, train_run
@@ -55,7 +65,7 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, root: str | None = Non
     spec_path = out / "sweep.json"
     if spec_path.exists():
         saved = json.loads(spec_path.read_text())
-        if saved != dataclasses.asdict(spec):
+        if _comparable(saved) != _comparable(dataclasses.asdict(spec)):
             raise SnnconvError(
                 f"{out} holds a different sweep ({spec_path}); use the same arguments to resume, or another --out"
             )

@@ -6,6 +6,10 @@ accepts either a ``DataLoader`` (before each epoch its ``RandomSampler`` gets th
 the worker processes) or a callable ``make_train_loader(epoch) -> iterable`` that builds the epoch's batches
 itself (use ``epoch_generator`` there). All other randomness (dropout, augmentation in the main process)
 comes from the global RNGs, whose states are stored in every checkpoint and restored on resume.
+
+Data-parallel training: under ``torchrun`` (``WORLD_SIZE > 1``) ``fit`` joins the process group, wraps the model in
+``DistributedDataParallel``, averages the training metrics over ranks and lets rank 0 alone write the run
+directory (the other ranks wait at a barrier); see :mod:`snnconv.distributed` for the data sharding.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from snnconv import distributed
 from snnconv.checkpoint import (
     KIND_MODEL,
     KIND_TRAIN,
@@ -39,10 +45,11 @@ from snnconv.checkpoint import (
 )
 from snnconv.errors import CheckpointError, SnnconvError, TrainingDiverged
 from snnconv.layers.act import ACT_KINDS
+from snnconv.metrics_log import LOG_KINDS, RunLog
 
 ACTS = ACT_KINDS
 OPTIMIZERS = ("sgd", "adam")
-_RUNTIME_KEYS = frozenset({"out", "device", "num_workers", "amp"})  # may change between resumes
+_RUNTIME_KEYS = frozenset({"out", "device", "num_workers", "amp", "log"})  # may change between resumes
 
 
 @dataclass
@@ -73,6 +80,7 @@ class TrainConfig:
     sparsity: float = 0.0  # coefficient of the seed 001 bit-level l1 regularizer (0 = off)
     init_from: str | None = None  # run directory of a ReLU network to start from (seed 001 A.9)
     init_percentile: float = 99.9  # activation percentile that initialises λ when starting from ReLU
+    log: str = "csv"  # per-epoch scalars: "csv" (RUN/metrics.csv), "tensorboard" (+ RUN/tb), "none"
     out: str = "runs/snnconv"
 
     def __post_init__(self) -> None:
@@ -87,6 +95,8 @@ class TrainConfig:
             raise SnnconvError(f"TrainConfig: seed must be a non-negative integer, got {self.seed!r}")
         if not self.lr > 0:
             raise SnnconvError(f"TrainConfig: lr must be > 0, got {self.lr!r}")
+        if self.log not in LOG_KINDS:
+            raise SnnconvError(f"TrainConfig: log must be one of {LOG_KINDS}, got {self.log!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -147,7 +157,7 @@ def restore_training_state(ckpt: dict, model: nn.Module, optimizer, scheduler, *
     set_rng_state(ckpt["rng"])
 
 
-def _epoch_loader(train_loader: Any, seed: int, epoch: int) -> Iterable:
+def _epoch_loader(train_loader: Any, seed: int, epoch: int, rank: int = 0) -> Iterable:
     if callable(train_loader) and not hasattr(train_loader, "__iter__"):
         return train_loader(epoch)
     sampler = getattr(train_loader, "sampler", None)
@@ -156,7 +166,10 @@ def _epoch_loader(train_loader: Any, seed: int, epoch: int) -> Iterable:
     elif hasattr(sampler, "generator"):
         sampler.generator = epoch_generator(seed, epoch)
     if hasattr(train_loader, "generator"):
-        train_loader.generator = epoch_generator(seed, epoch, stream=1)
+        # a DataLoader's generator only seeds its workers: a stream per rank; others (TensorBatchLoader) shuffle
+        # with it, which must be the same permutation on every rank
+        stream = 1 + rank if isinstance(train_loader, torch.utils.data.DataLoader) else 1
+        train_loader.generator = epoch_generator(seed, epoch, stream=stream)
     return train_loader
 
 
@@ -165,8 +178,13 @@ def _autocast(enabled: bool):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str = "cpu", *, amp: bool = False) -> dict:
-    """Mean cross-entropy and top-1 accuracy (fraction) of ``model`` on ``loader``."""
+def evaluate(
+    model: nn.Module, loader: Iterable, device: torch.device | str = "cpu", *, amp: bool = False, reduce: bool = False
+) -> dict:
+    """Mean cross-entropy and top-1 accuracy (fraction) of ``model`` on ``loader``.
+
+    ``reduce=True`` (data-parallel, each rank holding a shard of the test set): sums over all ranks first.
+    """
     was_training = model.training
     model.eval()
     loss, correct, seen = 0.0, 0, 0
@@ -178,7 +196,9 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str = "c
         correct += int((out.argmax(1) == y).sum())
         seen += len(y)
     model.train(was_training)
-    return {"loss": loss / max(seen, 1), "acc": correct / max(seen, 1)}
+    if reduce:
+        loss, correct, seen = distributed.all_reduce_sum([loss, correct, seen])
+    return {"loss": loss / max(seen, 1), "acc": int(correct) / max(seen, 1)}
 
 
 def _nonfinite(model: nn.Module) -> list[str]:
@@ -197,23 +217,31 @@ def fit(
     extra_loss: Callable[[nn.Module, Tensor, Tensor], Tensor] | None = None,
     callbacks: Sequence[Callable[[dict], bool | None]] = (),
 ) -> dict:
-    """Train ``model`` for ``config.epochs`` epochs; write last.pt, best.pt, metrics.jsonl to ``out_dir``.
+    """Train ``model`` for ``config.epochs`` epochs; write last.pt, best.pt, metrics.jsonl, metrics.csv to ``out_dir``.
 
     ``extra_loss(model, logits, targets)`` is added to the cross entropy. Each callback gets
-    ``{"epoch", "metrics", "model", "optimizer", "scheduler"}`` after the epoch's checkpoint; returning
+    ``{"epoch", "metrics", "model", "optimizer", "scheduler", "rank"}`` after the epoch's checkpoint; returning
     True stops training. Returns ``{"best_acc", "best_epoch", "final_acc", "epochs_completed", "history",
     "out_dir", "stopped_early"}``. Seed and build the model before calling; a fresh run reseeds with
     ``config.seed`` for the training randomness, ``resume=True`` restores everything from ``last.pt``.
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) every rank calls ``fit`` with its shard of the training data
+    (``make_loader(..., rank=, world_size=)`` or a ``DistributedSampler``; a callable must shard itself and yield
+    the same number of batches on every rank); the model is wrapped in ``DistributedDataParallel``, metrics are
+    summed over ranks, callbacks run on every rank (a stop on any rank stops all) and only rank 0 writes files.
     """
+    device = distributed.init(resolve_device(config.device))  # joins the torchrun process group, if any
     out = Path(out_dir if out_dir is not None else config.out)
     out.mkdir(parents=True, exist_ok=True)
     last, best, metrics_path = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
-    device = resolve_device(config.device)
+    rank, world = distributed.rank(), distributed.world_size()
+    main = rank == 0
     use_amp = config.amp and device.type == "cuda"
     model.to(device)
     optimizer, cfg = make_optimizer(model, config), config.to_dict()
     scheduler = make_scheduler(optimizer, config)
     start, best_acc, best_epoch, history = 0, -1.0, 0, []
+    runlog = RunLog(out, config.log) if main else None
     if resume:
         if not last.is_file():
             raise CheckpointError(f"cannot resume: {last} does not exist; run without resume to start fresh")
@@ -230,97 +258,140 @@ def fit(
             )
         restore_training_state(ckpt, model, optimizer, scheduler, source=str(last))
         start, best_acc, best_epoch = ckpt["epoch"], ckpt["best_acc"], ckpt["best_epoch"]
+        if rank > 0:  # each rank continues its own RNG streams (a fresh one if the world size changed)
+            ranks = ckpt.get("rng_ranks") or []
+            if len(ranks) == world:
+                set_rng_state(ranks[rank])
+            else:
+                seed_everything(distributed.rank_seed(config.seed, rank, start))
         if metrics_path.exists():  # drop lines of epochs that never reached last.pt
             lines = [json.loads(s) for s in metrics_path.read_text().splitlines() if s.strip()]
             history = [m for m in lines if m["epoch"] <= start]
         if ckpt.get("metrics") and (not history or history[-1]["epoch"] < start):
             history.append(ckpt["metrics"])  # crash between last.pt and the metrics line
-        _write_text(metrics_path, "".join(json.dumps(m) + "\n" for m in history))
-        if best_epoch == start and best_epoch > 0 and _saved_epoch(best) != best_epoch:
-            save_checkpoint(best, _model_payload(ckpt), kind=KIND_MODEL)  # crash between last.pt and best.pt
+        if main:
+            _write_text(metrics_path, "".join(json.dumps(m) + "\n" for m in history))
+            if best_epoch == start and best_epoch > 0 and _saved_epoch(best) != best_epoch:
+                save_checkpoint(best, _model_payload(ckpt), kind=KIND_MODEL)  # crash between last.pt and best.pt
     else:
         if last.exists():
-            raise CheckpointError(f"{out} already holds a run ({last}); pass resume=True or choose another out dir")
-        seed_everything(config.seed)
-        metrics_path.unlink(missing_ok=True)
-    _write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
+            raise CheckpointError(
+                f"{out} already holds a run ({last}); resume it (--resume / resume=True) or choose another out dir"
+            )
+        seed_everything(config.seed if rank == 0 else distributed.rank_seed(config.seed, rank))
+        if main:
+            metrics_path.unlink(missing_ok=True)
+    if main:
+        _write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
+        runlog.start(history, model, resume=resume)
+    net = model
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if world > 1:
+        if not callable(train_loader) and not distributed.is_sharded(train_loader):
+            warnings.warn(
+                "fit: the train loader is not sharded per rank, so every rank iterates all of it; build it with "
+                "make_loader(..., rank=distributed.rank(), world_size=distributed.world_size())",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        distributed.barrier()  # no rank trains (or rank 0 writes last.pt) before every rank has checked the dir
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    reduce_eval = world > 1 and distributed.is_sharded(test_loader)
     saved_epoch = start if resume else None
     stopped = False
-    for epoch in range(start, config.epochs):
-        t0, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
-        model.train()
-        loss_sum, correct, seen = 0.0, torch.zeros((), dtype=torch.long, device=device), 0
-        bar = tqdm(
-            _epoch_loader(train_loader, config.seed, epoch),
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=None,
-            leave=False,
-            dynamic_ncols=True,
-        )
-        for step, (x, y) in enumerate(bar):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with _autocast(use_amp):
-                logits = model(x).float()
-                loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
-                if extra_loss is not None:
-                    loss = loss + extra_loss(model, logits, y)
-            value = loss.item()
-            if not math.isfinite(value):
-                raise _diverged(config, epoch, f"step {step + 1}: loss is {value}", last, saved_epoch, lr)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += value * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen += len(y)
-            if step % 20 == 0 and not bar.disable:
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * int(correct) / seen:.2f}%")
-        scheduler.step()
-        bad = _nonfinite(model)
-        if bad:
-            raise _diverged(config, epoch, f"end of epoch: non-finite weights in {bad[:5]}", last, saved_epoch, lr)
-        ev = evaluate(model, test_loader, device, amp=use_amp)
-        improved = ev["acc"] > best_acc
-        if improved:
-            best_acc, best_epoch = ev["acc"], epoch + 1
-        metrics = {
-            "epoch": epoch + 1,
-            "lr": lr,
-            "train_loss": loss_sum / max(seen, 1),
-            "train_acc": int(correct) / max(seen, 1),
-            "test_loss": ev["loss"],
-            "test_acc": ev["acc"],
-            "best_acc": best_acc,
-            "time_s": round(time.perf_counter() - t0, 3),
-        }
-        payload = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch + 1,
-            "best_acc": best_acc,
-            "best_epoch": best_epoch,
-            "rng": rng_state(),
-            "config": cfg,
-            "metrics": metrics,
-        }
-        save_checkpoint(last, payload, kind=KIND_TRAIN)  # last.pt first: resume heals a missing best.pt
-        saved_epoch = epoch + 1
-        if improved:
-            save_checkpoint(best, _model_payload(payload), kind=KIND_MODEL)
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(metrics) + "\n")
-        history.append(metrics)
-        info = {
-            "epoch": epoch + 1,
-            "metrics": metrics,
-            "model": model,
-            "optimizer": optimizer,
-            "scheduler": scheduler,
-        }
-        if any([bool(cb(info)) for cb in callbacks]):
-            stopped = True
-            break
+    try:
+        for epoch in range(start, config.epochs):
+            t0, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
+            net.train()
+            loss_sum, correct, seen = 0.0, torch.zeros((), dtype=torch.long, device=device), 0
+            bar = tqdm(
+                _epoch_loader(train_loader, config.seed, epoch, rank),
+                desc=f"epoch {epoch + 1}/{config.epochs}",
+                disable=None if main else True,
+                leave=False,
+                dynamic_ncols=True,
+            )
+            for step, (x, y) in enumerate(bar):
+                if len(y) == 1 and has_bn:  # a last batch of one: BatchNorm cannot normalise it; skipped (every rank)
+                    continue
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with _autocast(use_amp):
+                    logits = net(x).float()
+                    loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                    if extra_loss is not None:
+                        loss = loss + extra_loss(model, logits, y)
+                value = loss.item()
+                # every rank must see a non-finite loss on any rank, or the others would wait for it forever
+                if not math.isfinite(distributed.all_reduce_sum([value])[0] if world > 1 else value):
+                    where = f"step {step + 1}: loss is {value}" + (f" (on some rank of {world})" if world > 1 else "")
+                    raise _diverged(config, epoch, where, last, saved_epoch, lr)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += value * len(y)
+                correct += (logits.detach().argmax(1) == y).sum()
+                seen += len(y)
+                if step % 20 == 0 and not bar.disable:
+                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * int(correct) / seen:.2f}%")
+            scheduler.step()
+            distributed.broadcast_buffers(model)  # BatchNorm statistics of rank 0: identical models everywhere
+            bad = _nonfinite(model)
+            if bad:
+                raise _diverged(config, epoch, f"end of epoch: non-finite weights in {bad[:5]}", last, saved_epoch, lr)
+            if world > 1:
+                loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, int(correct), seen])
+            ev = evaluate(model, test_loader, device, amp=use_amp, reduce=reduce_eval)
+            improved = ev["acc"] > best_acc
+            if improved:
+                best_acc, best_epoch = ev["acc"], epoch + 1
+            metrics = {
+                "epoch": epoch + 1,
+                "lr": lr,
+                "train_loss": loss_sum / max(seen, 1),
+                "train_acc": int(correct) / max(seen, 1),
+                "test_loss": ev["loss"],
+                "test_acc": ev["acc"],
+                "best_acc": best_acc,
+                "time_s": round(time.perf_counter() - t0, 3),
+            }
+            rngs = distributed.gather_objects(rng_state()) if world > 1 else None
+            if main:
+                payload = {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "epoch": epoch + 1,
+                    "best_acc": best_acc,
+                    "best_epoch": best_epoch,
+                    "rng": rng_state(),
+                    "config": cfg,
+                    "metrics": metrics,
+                }
+                if rngs is not None:
+                    payload["rng_ranks"] = rngs
+                save_checkpoint(last, payload, kind=KIND_TRAIN)  # last.pt first: resume heals a missing best.pt
+                if improved:
+                    save_checkpoint(best, _model_payload(payload), kind=KIND_MODEL)
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(metrics) + "\n")
+                runlog.log(metrics, model)
+            distributed.barrier()  # the other ranks wait until rank 0 has written the epoch
+            saved_epoch = epoch + 1
+            history.append(metrics)
+            info = {
+                "epoch": epoch + 1,
+                "metrics": metrics,
+                "model": model,
+                "optimizer": optimizer,
+                "scheduler": scheduler,
+                "rank": rank,
+            }
+            if distributed.any_true(any([bool(cb(info)) for cb in callbacks])):
+                stopped = True
+                break
+    finally:
+        if runlog is not None:
+            runlog.close()
     return {
         "best_acc": best_acc,
         "best_epoch": best_epoch,

@@ -30,6 +30,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from snnconv import distributed
 from snnconv.checkpoint import KIND_MODEL, KIND_TRAIN, load_checkpoint, load_model_state
 from snnconv.convert.trace import trace
 from snnconv.data import dataset_info, make_loader
@@ -195,21 +196,24 @@ def two_stage(
     d2 = Path(s2.out)
     d2.mkdir(parents=True, exist_ok=True)
     variant = {"channelwise": channelwise, "softplus": softplus, "stage1": s1.out, "finetune_epochs": finetune_epochs}
-    (d2 / MARKER).write_text(json.dumps(variant, indent=2) + "\n")
     resume = (d2 / "last.pt").is_file()
+    if distributed.is_main():
+        (d2 / MARKER).write_text(json.dumps(variant, indent=2) + "\n")
     model, _ = load_run(s1.out, which="last")
     model = to_channelwise(model, _example(config), channelwise=channelwise, softplus=softplus).train()
     seed_everything(s2.seed)
+    shard = distributed.shard_kwargs(s2.batch_size)  # torchrun: this rank's share, batch_size / W per rank
     train = make_loader(
-        s2.dataset, s2.batch_size, shuffle=True, seed=s2.seed, train=True, subset=s2.subset, root=root,
+        s2.dataset, shuffle=True, seed=s2.seed, train=True, subset=s2.subset, root=root,
         augment=s2.augment, autoaugment=s2.autoaugment, cutout=s2.cutout, num_workers=s2.num_workers,
-        drop_last=False,
+        drop_last=False, **shard,
     )  # fmt: skip
+    test = test_loader(s2, root=root, rank=shard["rank"], world_size=shard["world_size"])
     extra_loss = None
     if s2.qcfs_reg > 0:
         reg = QCFSRegularizer(model)
         extra_loss = lambda m, logits, y: s2.qcfs_reg * reg.loss()  # noqa: E731
-    stage2 = fit(model, train, test_loader(s2, root=root), s2, d2, resume=resume, extra_loss=extra_loss)
+    stage2 = fit(model, train, test, s2, d2, resume=resume, extra_loss=extra_loss)
     return {"stage1": stage1, "stage2": stage2, "out": s2.out}
 
 

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from snnconv import convert, simulate
+from snnconv.errors import ConversionError
 from snnconv.layers import Add, make_act
 from snnconv.models import create, list_models
 from snnconv.qat import freeze, prepare_qat
@@ -62,6 +63,10 @@ def test_calif_conversion_runs(name: str) -> None:
     with torch.no_grad():
         q(x)
     freeze(q)
+    if name.startswith("vit"):  # attention and LayerNorm have no Ca-LIF neuron: a clear refusal
+        with pytest.raises(ConversionError, match="no Ca-LIF form"):
+            convert(q, method="calif", T=128)
+        return
     with torch.no_grad():
         want = q(x)
     snn = convert(q, method="calif", T=128)

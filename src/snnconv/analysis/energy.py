@@ -31,6 +31,7 @@ import torch.fx as fx
 from torch import Tensor, nn
 
 from snnconv.convert.network import SpikingNetwork
+from snnconv.errors import SnnconvError
 from snnconv.hooks import forward_hooks
 from snnconv.layers.neuron import SpikingNeuron
 from snnconv.layers.temporal import TimeAware
@@ -49,10 +50,10 @@ def price_table(name: str = "45nm", bits: int = 32) -> dict[str, float]:
     if name == "seed001":
         table = {8: (0.2, 0.03, 0.024, 0.03), 32: (3.1, 0.1, 0.13, 0.08)}
         if bits not in table:
-            raise ValueError(f"price_table: seed001 has 8- and 32-bit prices, got bits={bits}")
+            raise SnnconvError(f"price_table: seed001 has 8- and 32-bit prices, got bits={bits}")
         mult, add, shift, cmp = table[bits]
         return {"mac": mult + add, "ac": add, "cmp": cmp, "reset": add, "shift": shift}
-    raise ValueError(f"price_table: unknown table {name!r}; choose '45nm' or 'seed001'")
+    raise SnnconvError(f"price_table: unknown table {name!r}; choose '45nm' or 'seed001'")
 
 
 @torch.no_grad()

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from snnconv.convert.network import SpikingNetwork
 from snnconv.convert.trace import set_module
+from snnconv.errors import SnnconvError
 from snnconv.hooks import forward_hooks
 from snnconv.layers.channels import channel_view
 from snnconv.layers.neuron import SpikingNeuron
@@ -145,7 +146,7 @@ def _ann_activations(ann: nn.Module, x: Tensor, names: Iterable[str]) -> dict[st
         m = modules.get(name)
         if not isinstance(m, QCFS):
             qcfs = [k for k, v in modules.items() if isinstance(v, QCFS)]
-            raise ValueError(
+            raise SnnconvError(
                 f"error_decomposition: the SNN's spiking layer {name!r} is not a QCFS module of the ANN "
                 f"(ANN QCFS layers: {', '.join(qcfs) or 'none'}); pass the ANN the SNN was converted from"
             )

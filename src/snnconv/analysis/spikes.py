@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from snnconv.errors import SnnconvError
 from snnconv.simulate import SimResult
 
 __all__ = ["SpikeCounter", "SpikeStats", "format_spike_rates", "spike_stats", "spike_table"]
@@ -81,7 +82,7 @@ def spike_stats(result: SimResult, upto: int | None = None) -> SpikeStats:
     """``SpikeStats`` of one simulation, over steps 1..``upto`` (default all T)."""
     t = result.T if upto is None else upto
     if not 1 <= t <= result.T:
-        raise ValueError(f"spike_stats: upto must be in 1..{result.T}, got {upto}")
+        raise SnnconvError(f"spike_stats: upto must be in 1..{result.T}, got {upto}")
     counts = {k: c[:t].detach().double().cpu() for k, c in result.spike_counts.items()}
     return SpikeStats(counts=counts, neurons=dict(result.neurons), samples=result.batch_size)
 
@@ -97,7 +98,7 @@ class SpikeCounter:
     def add(self, result: SimResult) -> None:
         s = spike_stats(result)
         if self._counts and (s.layers != list(self._counts) or s.T != len(next(iter(self._counts.values())))):
-            raise ValueError("SpikeCounter: all results must come from the same network and the same T")
+            raise SnnconvError("SpikeCounter: all results must come from the same network and the same T")
         for k, c in s.counts.items():
             self._counts[k] = self._counts[k] + c if k in self._counts else c.clone()
         self._neurons = s.neurons

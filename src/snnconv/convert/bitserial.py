@@ -1,8 +1,10 @@
 """Method "bitserial": error-free bit-serial conversion of QCFS networks (seed 001; SPEC §3, corrected).
 
 Pipeline: trace → check_convertible → plan the levels (per QCFS layer: Δ = λ/L, bits, clamp) → split every
-constant over the steps (fold BN + ``StepBias``, or the paper's ``ShiftedBatchNorm``) → QCFS → ``BitSerialNeuron``
-→ ``AnalogInput`` after the input → ``SumReadout`` before the output.
+constant over the steps (fold BN + ``StepBias``, or the paper's ``ShiftedBatchNorm``; a ``PositionEmbedding`` is a
+constant too) → QCFS → ``BitSerialNeuron`` → ``Analog`` → ``SumAnalog`` (f of the summed input, sent at t = 1 or
+split uniformly: transformer attention and LayerNorm, seed 001 A.6) → ``AnalogInput`` after the input →
+``SumReadout`` before the output.
 
 With T bits and all options on, the spikes of every layer are the MSB-first bits of the QANN codes k and the
 final logits ``simulate(snn, x, T').logits[-1]`` equal the logits of ``quantized_reference(ann, T, steps=T')``
@@ -29,6 +31,7 @@ from snnconv.convert.network import SpikingNetwork
 from snnconv.convert.trace import set_module, trace
 from snnconv.errors import ConversionError
 from snnconv.functional.bitserial import bit_step_values, clamp_value, ldexp, min_bits
+from snnconv.layers.analog import Analog, SumAnalog
 from snnconv.layers.bitserial import (
     AnalogInput,
     BitIFNeuron,
@@ -38,6 +41,7 @@ from snnconv.layers.bitserial import (
     StepBias,
     SumReadout,
 )
+from snnconv.layers.embedding import PositionEmbedding
 from snnconv.layers.qcfs import QCFS
 
 __all__ = ["LayerPlan", "QuantizedANN", "ReferenceResult", "convert_bitserial", "plan_levels", "quantized_reference"]
@@ -154,11 +158,17 @@ def _reject_constants(gm: fx.GraphModule) -> None:
 
 
 def _split_biases(gm: fx.GraphModule, split: str) -> None:
-    """Remove the bias of every conv/linear and the shift of every remaining BN; add them back with StepBias."""
+    """Remove the bias of every conv/linear and the shift of every remaining BN; add them back with StepBias.
+
+    A ``PositionEmbedding`` (x + P, P of shape [N, D]) becomes ``StepBias(P)`` on the token axes.
+    """
     for node in list(gm.graph.nodes):
         if node.op != "call_module":
             continue
         mod = gm.get_submodule(node.target)
+        if isinstance(mod, PositionEmbedding):
+            set_module(gm, node.target, StepBias(mod.weight.detach(), split, channel_last=True))
+            continue
         if isinstance(mod, (*_CONV, nn.Linear)) and mod.bias is not None:
             bias = mod.bias.detach().clone()
             mod.bias = None
@@ -226,6 +236,8 @@ def convert_bitserial(
     constant at every step (Σ_t c(t) = T'·c); modified_neuron=False → ``BitIFNeuron`` (causal IF with reset by
     subtraction, threshold = the step's spike value, same v0, no clamp) on the same currents.
     ``simulate(snn, x, steps).logits[-1]`` equals ``quantized_reference(ann, T, steps=...)`` logits (``SumReadout``).
+    ``Analog`` sub-networks (attention, LayerNorm) become ``SumAnalog`` stages: f(Σ_t x(t)) once, sent at t = 1
+    ("first") or as f/T per step (otherwise), so the equality holds for transformers too (seed 001 A.6).
     """
     if bias_split not in ("first", "uniform", "bn_shift"):
         raise ConversionError(f"bitserial: bias_split must be 'first', 'uniform' or 'bn_shift', got {bias_split!r}")
@@ -233,7 +245,7 @@ def convert_bitserial(
         raise ConversionError(f"bitserial: rounding must be 'unbiased' or 'truncate', got {rounding!r}")
     opts = _options(ablation, left_shift=left_shift, bias_shift=bias_shift, modified_neuron=modified_neuron)
     gm = trace(copy.deepcopy(ann)).eval()
-    check_convertible(gm, (QCFS,))
+    check_convertible(gm, (QCFS,), analog=True)
     _reject_constants(gm)
     T, steps, plans = plan_levels(gm, T, steps, exact)
     if bias_split == "bn_shift":
@@ -243,12 +255,19 @@ def convert_bitserial(
         _split_biases(gm, bias_split if opts["bias_shift"] else "every")
     for p in plans:
         set_module(gm, p.name, _make_neuron(p, rounding, opts["left_shift"], opts["modified_neuron"]))
-    _add_encoder_and_readout(gm, "first" if bias_split == "first" else "uniform")
+    value_split = "first" if bias_split == "first" else "uniform"
+    analog = [n.target for n in gm.graph.nodes
+              if n.op == "call_module" and isinstance(gm.get_submodule(n.target), Analog)]  # fmt: skip
+    for name in analog:
+        set_module(gm, name, SumAnalog(gm.get_submodule(name), value_split))
+    _add_encoder_and_readout(gm, value_split)
     meta = {
         "method": "bitserial", "levels": sorted({p.levels for p in plans}), "T": T, "steps": steps,
         "bias_split": bias_split, "rounding": rounding, **opts,
         "clamped": [p.name for p in plans if p.clamp is not None], "readout": "sum",
     }  # fmt: skip
+    if analog:
+        meta["analog"] = analog
     return SpikingNetwork(gm, meta)
 
 
@@ -312,7 +331,7 @@ def quantized_reference(
     For steps = T (exact) it computes the same activations as the ANN's QCFS layers (a = k·λ/L).
     """
     gm = trace(copy.deepcopy(ann)).eval()
-    check_convertible(gm, (QCFS,))
+    check_convertible(gm, (QCFS,), analog=True)
     T, steps, plans = plan_levels(gm, T, steps, exact)
     for p in plans:
         w, v0, clamp, max_code = p.params(rounding, left_shift)

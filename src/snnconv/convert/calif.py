@@ -304,6 +304,11 @@ def convert_calif(
         raise ConversionError(f"calif: input_coding must be one of {CODINGS}, got {input_coding!r}")
     if not any(isinstance(m, FakeQuantize) for m in qat_model.modules()):
         raise ConversionError("calif: the model has no fake quantizer; prepare it with snnconv.qat.prepare_qat")
+    for name, m in qat_model.named_modules():
+        if isinstance(m, (nn.LayerNorm, nn.MultiheadAttention)):
+            raise ConversionError(f"calif: layer '{name}' ({type(m).__name__}) has no Ca-LIF form: the export covers "
+                                  "conv/linear/ReLU/pooling networks (seed 003); convert transformers with "
+                                  "method='if' or 'bitserial'")  # fmt: skip
     gm = freeze(copy.deepcopy(qat_model))
     exporter = _Exporter(gm, input_coding, order, alpha, seed, rounding)
     with torch.no_grad():

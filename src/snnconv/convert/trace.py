@@ -7,16 +7,19 @@ from torch import nn
 
 from snnconv.errors import ConversionError
 from snnconv.layers.add import Add
+from snnconv.layers.analog import Analog, AnalogStage
+from snnconv.layers.embedding import PositionEmbedding
 from snnconv.layers.neuron import SpikingNeuron
 from snnconv.layers.qcfs import QCFS
 from snnconv.layers.temporal import TimeAware
 
-#: Module types that stay single call_module nodes in a traced graph.
-LEAF_TYPES: tuple[type[nn.Module], ...] = (QCFS, SpikingNeuron, TimeAware, Add)
+#: Module types that stay single call_module nodes in a traced graph (``Analog``: the spiking/analog boundary).
+LEAF_TYPES: tuple[type[nn.Module], ...] = (QCFS, SpikingNeuron, TimeAware, Add, Analog, AnalogStage, PositionEmbedding)
 
 
 class SNNTracer(fx.Tracer):
-    """torch.fx tracer treating QCFS, spiking neurons and ``Add`` as leaves (besides torch.nn's own layers)."""
+    """torch.fx tracer treating QCFS, spiking neurons, ``Add``, ``Analog`` stages and ``PositionEmbedding`` as leaves
+    (besides torch.nn's own layers)."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return isinstance(m, LEAF_TYPES) or super().is_leaf_module(m, module_qualified_name)

@@ -54,8 +54,14 @@ def find_fashion_mnist(root: str | os.PathLike | None = None) -> Path:
     """
     searched = _candidates(root)
     for d in searched:
-        if all(_find_file(d, stem) is not None for stem in _ALL_FILES):
+        missing = [stem for stem in _ALL_FILES if _find_file(d, stem) is None]
+        if not missing:
             return d
+        if len(missing) < len(_ALL_FILES):  # a partial copy: say so rather than silently using another one
+            raise DatasetNotFoundError(
+                f"Fashion-MNIST in {d} is incomplete: {', '.join(m + '.gz' for m in missing)} missing "
+                f"(gzip or not); copy the missing file(s) there, or remove the folder to use another copy"
+            )
     files = ", ".join(f + ".gz" for f in _ALL_FILES)
     where = "\n".join(f"  - {d}" for d in searched)
     raise DatasetNotFoundError(

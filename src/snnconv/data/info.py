@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from snnconv.errors import SnnconvError
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -35,6 +37,6 @@ class DatasetInfo:
 
     def __post_init__(self) -> None:
         if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
-            raise ValueError(f"DatasetInfo {self.name!r}: mean/std need {self.in_channels} entries each")
+            raise SnnconvError(f"DatasetInfo {self.name!r}: mean/std need {self.in_channels} entries each")
         if self.recipe not in ("small", "imagenet"):
-            raise ValueError(f"DatasetInfo {self.name!r}: recipe must be 'small' or 'imagenet'")
+            raise SnnconvError(f"DatasetInfo {self.name!r}: recipe must be 'small' or 'imagenet'")

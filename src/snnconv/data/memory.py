@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from snnconv.data.transforms import Pipeline
+from snnconv.errors import SnnconvError
 
 __all__ = ["InMemoryDataset", "apply_subset", "subset_indices"]
 
@@ -17,7 +18,7 @@ def subset_indices(n: int, subset: int | None, seed: int = 0) -> torch.Tensor | 
     if subset is None:
         return None
     if not isinstance(subset, int) or isinstance(subset, bool) or subset <= 0:
-        raise ValueError(f"subset must be a positive int or None, got {subset!r}")
+        raise SnnconvError(f"subset must be a positive int or None, got {subset!r}")
     if subset >= n:
         return None
     g = torch.Generator().manual_seed(seed)
@@ -43,9 +44,9 @@ class InMemoryDataset(Dataset):
         classes: Sequence[str] | None = None,
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"images must be uint8 N x C x H x W, got {images.dtype} {tuple(images.shape)}")
+            raise SnnconvError(f"images must be uint8 N x C x H x W, got {images.dtype} {tuple(images.shape)}")
         if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-            raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
+            raise SnnconvError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
         self.images = images
         self.labels = labels.to(torch.int64)
         self.pipeline = pipeline

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from snnconv.errors import SnnconvError
+
 __all__ = [
     "bit_planes",
     "bit_step_values",
@@ -34,7 +36,7 @@ __all__ = [
 def min_bits(levels: int) -> int:
     """Smallest T with 2^T - 1 >= L (T = log2(L+1) for L = 2^T - 1; log2(L) + 1 plus a clamp for L = 2^T)."""
     if not isinstance(levels, int) or levels < 1:
-        raise ValueError(f"min_bits: levels must be a positive integer, got {levels!r}")
+        raise SnnconvError(f"min_bits: levels must be a positive integer, got {levels!r}")
     return levels.bit_length()
 
 

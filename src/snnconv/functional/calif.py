@@ -25,6 +25,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from snnconv.errors import SnnconvError
+
 Rounding = Literal["half_even", "half_up"]
 ROUNDINGS: tuple[str, ...] = ("half_even", "half_up")
 
@@ -54,7 +56,7 @@ def calif_round(v: Tensor, y: Tensor, theta: Tensor, lo: float, hi: float, round
     elif rounding == "half_up":
         up, down = v >= half, v < -half
     else:
-        raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
+        raise SnnconvError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
     return (up & (y < hi)).to(v.dtype) - (down & (y > lo)).to(v.dtype)
 
 

@@ -6,6 +6,9 @@
 ``if_step`` advances one step with explicit state; ``if_scan`` runs a [T, ...] current sequence from a
 state (the layer-by-layer schedule, possibly in chunks of T). Both give bit-identical results: the scan is
 the step in a loop over t, vectorised over every neuron.
+
+State and output buffers keep the memory layout of the currents (e.g. channels-last, which the engine uses for
+convolutions where it is faster), so the elementwise updates never mix layouts.
 """
 
 from __future__ import annotations
@@ -22,9 +25,27 @@ class IFState(NamedTuple):
     v: Tensor  # membrane potential after the last step
 
 
+def _format(like: Tensor) -> torch.memory_format:
+    """channels-last for a 4-D tensor stored that way (and not also plain contiguous), else contiguous."""
+    if like.dim() == 4 and not like.is_contiguous() and like.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _empty_steps(currents: Tensor) -> Tensor:
+    """An uninitialised [T, ...] buffer like ``currents`` whose every step has the layout of ``currents[0]``."""
+    if currents.shape[0] == 0 or currents.dim() < 2:
+        return torch.empty(currents.shape, dtype=currents.dtype, device=currents.device)
+    one = currents[0]
+    folded = (currents.shape[0] * one.shape[0], *one.shape[1:])
+    steps = torch.empty(folded, dtype=currents.dtype, device=currents.device, memory_format=_format(one))
+    return steps.view(currents.shape)
+
+
 def if_init(like: Tensor, threshold: Tensor, phi: float = 0.5) -> IFState:
-    """v(0) = φ·θ, broadcast to the shape of one step's current ``like``."""
-    return IFState(v=(threshold * phi).expand_as(like).clone())
+    """v(0) = φ·θ, broadcast to the shape (and memory layout) of one step's current ``like``."""
+    v = torch.empty(like.shape, dtype=like.dtype, device=like.device, memory_format=_format(like))
+    return IFState(v=v.copy_((threshold * phi).expand_as(like)))
 
 
 def if_step(current: Tensor, state: IFState, threshold: Tensor) -> tuple[Tensor, IFState]:
@@ -40,7 +61,7 @@ def if_scan(currents: Tensor, state: IFState, threshold: Tensor) -> tuple[Tensor
     Same arithmetic as ``if_step`` (bit-identical), but updates a private copy of the potential in place.
     """
     v = state.v.clone()
-    spikes = torch.empty(currents.shape, dtype=currents.dtype, device=currents.device)
+    spikes = _empty_steps(currents)
     for t in range(currents.shape[0]):
         v.add_(currents[t])
         s = spikes[t]
@@ -57,15 +78,15 @@ def if_scan_values(currents: Tensor, state: IFState, threshold: Tensor) -> tuple
     since s ∈ {0, 1}, s·θ is exact, so the potential is bit-identical to ``if_step``'s.
     """
     v = state.v.clone()
-    out = torch.empty(currents.shape, dtype=currents.dtype, device=currents.device)
+    out = _empty_steps(currents)
     counts = torch.empty(currents.shape[0], dtype=torch.float64, device=currents.device)
-    batch = currents.shape[1] if currents.dim() > 1 else 1
+    per_sample = tuple(range(1, currents.dim() - 1))  # every dim of a step but the batch (any memory layout)
     for t in range(currents.shape[0]):
         v.add_(currents[t])
         o = out[t]
         torch.ge(v, threshold, out=o)
         # per-sample sums of 0/1 are exact in the tensor's dtype (< 2^24 neurons a sample), then summed in float64
-        counts[t] = o.reshape(batch, -1).sum(1).double().sum()
+        counts[t] = (o.sum(per_sample) if per_sample else o).double().sum()
         o.mul_(threshold)
         v.sub_(o)
     return out, IFState(v=v), counts

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from snnconv.errors import SnnconvError
+
 __all__ = ["qcfs", "qcfs_forward", "qcfs_backward", "qcfs_levels"]
 
 
@@ -24,8 +26,16 @@ def qcfs_levels(z: Tensor, threshold: Tensor, levels: int, shift: float = 0.5) -
 
 
 def qcfs_forward(z: Tensor, threshold: Tensor, levels: int, shift: float = 0.5) -> Tensor:
-    """a = k · (θ/L); written as ``k * (θ/L)`` so that an IF neuron's ``count * (θ/T)`` matches it at T=L."""
-    return qcfs_levels(z, threshold, levels, shift) * (threshold / levels)
+    """a = k · (θ/L); written as ``k * (θ/L)`` so that an IF neuron's ``count * (θ/T)`` matches it at T=L.
+
+    Without autograd (as inside the fused ``qcfs``), the same operations run in place on one buffer: the values
+    are bit-identical, without five temporary tensors (2.7x faster on CPU, issue 8).
+    """
+    tracked = torch.is_grad_enabled() and (z.requires_grad or threshold.requires_grad)
+    if tracked or torch.result_type(z, threshold) != z.dtype or threshold.dim() > z.dim():
+        return qcfs_levels(z, threshold, levels, shift) * (threshold / levels)
+    out = torch.mul(z, levels).div_(threshold).add_(shift).floor_().clamp_(0, levels)
+    return out.mul_(threshold / levels)
 
 
 def qcfs_backward(
@@ -34,11 +44,38 @@ def qcfs_backward(
     """Straight-through gradients of Eq. 17 for ``z`` and ``threshold`` (broadcast shape, not reduced)."""
     low = -shift * threshold / levels
     high = threshold - shift * threshold / levels
-    inside = (z > low) & (z < high)
-    above = z >= high
+    # float 0/1 masks: products with them are several times faster on CPU than torch.where, masked_fill or a
+    # product with a bool tensor; inside and above are disjoint, so r·inside + above is where(inside, r, above)
+    inside = ((z > low) & (z < high)).to(grad.dtype)
+    above = (z >= high).to(grad.dtype)
     grad_z = grad * inside
-    grad_theta = grad * torch.where(inside, (out - z) / threshold, above.to(grad.dtype))
+    grad_theta = ((out - z) / threshold).mul_(inside).add_(above).mul_(grad)
     return grad_z, grad_theta
+
+
+def _fast_backward(ctx, grad: Tensor, z: Tensor, threshold: Tensor, out: Tensor) -> tuple:
+    """Eq. 17 with the θ gradient summed as Σ grad·inside·(a - z) / θ + Σ grad·above (per channel for a
+    channel-wise θ; equal to ``qcfs_backward(...)`` reduced, up to summation order).
+
+    Masks are written as 0/1 straight into float buffers (a bool→float cast or a product with a bool tensor
+    costs several elementwise passes on CPU) and two buffers are reused throughout: fresh large allocations
+    page-fault, which made the plain version 15x slower than ReLU's backward (issue 8).
+    """
+    low = -ctx.shift * threshold / ctx.levels
+    high = threshold - ctx.shift * threshold / ctx.levels
+    grad_z = torch.logical_and(z > low, z < high, out=torch.empty_like(grad))  # 0/1 inside the ramp
+    grad_z.mul_(grad)
+    grad_theta = None
+    if ctx.needs_input_grad[1]:
+        buf = torch.ge(z, high, out=torch.empty_like(grad))  # 0/1 above it
+        if threshold.dim() == 0:  # layer-wise θ: two dot products, no per-element product is written
+            above = torch.dot(grad.reshape(-1), buf.reshape(-1))
+            ramp = torch.dot(grad_z.reshape(-1), torch.sub(out, z, out=buf).reshape(-1))
+        else:  # channel-wise θ (a broadcast view): the same sums per channel, in the one buffer
+            above = buf.mul_(grad).sum_to_size(threshold.shape)
+            ramp = torch.sub(out, z, out=buf).mul_(grad_z).sum_to_size(threshold.shape)
+        grad_theta = ramp / threshold + above
+    return (grad_z if ctx.needs_input_grad[0] else None), grad_theta, None, None
 
 
 class _QCFSFunction(torch.autograd.Function):
@@ -56,6 +93,8 @@ class _QCFSFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         z, threshold, out = ctx.saved_tensors
+        if threshold.dtype == grad.dtype == z.dtype and threshold.dim() <= z.dim():
+            return _fast_backward(ctx, grad, z, threshold, out)
         grad_z, grad_theta = qcfs_backward(grad, z, threshold, out, ctx.levels, ctx.shift)
         grad_z = grad_z if ctx.needs_input_grad[0] else None
         grad_theta = grad_theta.sum_to_size(threshold.shape) if ctx.needs_input_grad[1] else None
@@ -65,7 +104,7 @@ class _QCFSFunction(torch.autograd.Function):
 def qcfs(z: Tensor, threshold: Tensor | float, levels: int, shift: float = 0.5) -> Tensor:
     """QCFS activation with straight-through gradients for ``z`` and ``threshold`` (seed 004 Eq. 15/17)."""
     if not isinstance(levels, int) or levels < 1:
-        raise ValueError(f"qcfs: levels must be a positive integer, got {levels!r}")
+        raise SnnconvError(f"qcfs: levels must be a positive integer, got {levels!r}")
     if not isinstance(threshold, Tensor):
         threshold = torch.tensor(float(threshold), dtype=z.dtype, device=z.device)
     return _QCFSFunction.apply(z, threshold, levels, float(shift))

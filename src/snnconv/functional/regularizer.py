@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from snnconv.errors import SnnconvError
 from snnconv.functional.qcfs import qcfs_forward
 from snnconv.layers.channels import channel_view
 from snnconv.layers.qcfs import QCFS
@@ -42,7 +43,7 @@ def _target(z: Tensor, threshold: Tensor | float, levels: int, shift: float) -> 
 def qcfs_regularizer_sum(z: Tensor, threshold: Tensor | float, levels: int, shift: float = 0.5) -> Tensor:
     """Σ_i (z_i - q_i)² (the numerator of ``qcfs_regularizer``); ``threshold`` broadcastable to ``z``."""
     if not isinstance(levels, int) or levels < 1:
-        raise ValueError(f"qcfs_regularizer: levels must be a positive integer, got {levels!r}")
+        raise SnnconvError(f"qcfs_regularizer: levels must be a positive integer, got {levels!r}")
     q = _target(z, threshold, levels, shift)
     return (z - q).pow(2).sum()
 
@@ -50,7 +51,7 @@ def qcfs_regularizer_sum(z: Tensor, threshold: Tensor | float, levels: int, shif
 def qcfs_regularizer(z: Tensor, threshold: Tensor | float, levels: int, shift: float = 0.5) -> Tensor:
     """L_QCFS = mean_i (z_i - q_i)², q_i = QCFS_L(clip(z_i, 0, θ)) detached (seed 000 §4.2; SPEC §2)."""
     if z.numel() == 0:
-        raise ValueError("qcfs_regularizer: z is empty")
+        raise SnnconvError("qcfs_regularizer: z is empty")
     return qcfs_regularizer_sum(z, threshold, levels, shift) / z.numel()
 
 
@@ -65,7 +66,7 @@ class QCFSRegularizer:
     def __init__(self, model: nn.Module) -> None:
         self.layers: dict[str, QCFS] = {name: m for name, m in model.named_modules() if isinstance(m, QCFS)}
         if not self.layers:
-            raise ValueError(f"QCFSRegularizer: {type(model).__name__} has no QCFS module to regularize")
+            raise SnnconvError(f"QCFSRegularizer: {type(model).__name__} has no QCFS module to regularize")
         self._sums: dict[str, Tensor] = {}
         self._counts: dict[str, int] = {}
         self._handles: list[RemovableHandle] = [model.register_forward_pre_hook(lambda *_: self.reset())]

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from snnconv.errors import SnnconvError
 from snnconv.functional.bitserial import min_bits
 from snnconv.layers.channels import channel_view
 from snnconv.layers.qcfs import QCFS
@@ -61,7 +62,7 @@ def bit_l1(a: Tensor, threshold: Tensor | float, levels: int, T: int | None = No
     smallest exact bit count for L (``min_bits``).
     """
     if not isinstance(levels, int) or levels < 1:
-        raise ValueError(f"bit_l1: levels must be a positive integer, got {levels!r}")
+        raise SnnconvError(f"bit_l1: levels must be a positive integer, got {levels!r}")
     T = min_bits(levels) if T is None else int(T)
     th = torch.as_tensor(threshold, dtype=a.dtype, device=a.device).detach()
     return _BitL1.apply(a, th, levels, T)
@@ -77,7 +78,7 @@ class BitSparsity:
     def __init__(self, model: nn.Module, T: int | None = None) -> None:
         self.layers = {name: m for name, m in model.named_modules() if isinstance(m, QCFS)}
         if not self.layers:
-            raise ValueError(f"BitSparsity: {type(model).__name__} has no QCFS module to regularize")
+            raise SnnconvError(f"BitSparsity: {type(model).__name__} has no QCFS module to regularize")
         self.T = T
         self._terms: dict[str, Tensor] = {}
         self._handles: list[RemovableHandle] = [model.register_forward_pre_hook(lambda *_: self.reset())]

@@ -7,6 +7,7 @@ from typing import Literal
 
 from torch import nn
 
+from snnconv.errors import RegistryError
 from snnconv.layers.qcfs import QCFS
 
 ActFactory = Callable[[int], nn.Module]
@@ -32,6 +33,6 @@ def make_act(kind: ActKind = "qcfs", levels: int = 4, threshold: float = 8.0, sh
             return QCFS(levels, threshold, shift, per_channel=per_channel, channels=channels, positive=positive)
 
     else:
-        raise ValueError(f"unknown activation {kind!r}; choose one of {', '.join(ACT_KINDS)}")
+        raise RegistryError(f"unknown activation {kind!r}; choose one of {', '.join(ACT_KINDS)}")
     make.__name__ = make.__qualname__ = kind if kind == "relu" else f"{kind}_L{levels}"
     return make

@@ -11,7 +11,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from snnconv.errors import SimulationError
+from snnconv.errors import SimulationError, SnnconvError
 from snnconv.functional.bitserial import (
     bitserial_fire,
     bitserial_potential,
@@ -44,7 +44,7 @@ class BitSerialNeuron(SpikingNeuron):
     def __init__(self, step_values: Tensor, v0: Tensor, clamp: Tensor | None = None) -> None:
         super().__init__()
         if not bool((step_values > 0).all()) or not bool(torch.isfinite(step_values).all()):
-            raise ValueError("BitSerialNeuron: step values (thresholds) must be finite and > 0")
+            raise SnnconvError("BitSerialNeuron: step values (thresholds) must be finite and > 0")
         self.register_buffer("step_values", step_values.detach().clone())
         self.register_buffer("v0", torch.as_tensor(v0).detach().clone())
         self.register_buffer("clamp", None if clamp is None else clamp.detach().clone())
@@ -122,7 +122,7 @@ class StepBias(TimeAware):
                  channel_last: bool = False) -> None:  # fmt: skip
         super().__init__()
         if split not in SPLITS:
-            raise ValueError(f"StepBias: split must be one of {', '.join(SPLITS)}, got {split!r}")
+            raise SnnconvError(f"StepBias: split must be one of {', '.join(SPLITS)}, got {split!r}")
         self.register_buffer("bias", bias.detach().clone())
         self.register_buffer("scale", None if scale is None else scale.detach().clone())
         self.split = split
@@ -174,7 +174,7 @@ class AnalogInput(TimeAware):
     def __init__(self, split: Literal["first", "uniform"] = "first") -> None:
         super().__init__()
         if split not in ("first", "uniform"):
-            raise ValueError(f"AnalogInput: split must be 'first' or 'uniform', got {split!r}")
+            raise SnnconvError(f"AnalogInput: split must be 'first' or 'uniform', got {split!r}")
         self.split = split
 
     def seq(self, x: Tensor, start: int, T: int) -> Tensor:

@@ -45,7 +45,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from snnconv.errors import SimulationError
+from snnconv.errors import SimulationError, SnnconvError
 from snnconv.functional.if_neuron import IFState, if_scan, if_scan_values
 from snnconv.layers.neuron import IFNeuron, SpikingNeuron
 
@@ -96,7 +96,7 @@ def srp_mask(v: Tensor, threshold: Tensor) -> Tensor:
 
 def _check_steps(name: str, steps: int) -> int:
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"{name} must be a positive integer, got {steps!r}")
+        raise SnnconvError(f"{name} must be a positive integer, got {steps!r}")
     return steps
 
 

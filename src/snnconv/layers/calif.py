@@ -13,6 +13,7 @@ import math
 import torch
 from torch import Tensor
 
+from snnconv.errors import SnnconvError
 from snnconv.functional.calif import ROUNDINGS, Rounding, calif_scan
 from snnconv.layers.channels import channel_view
 from snnconv.layers.neuron import SpikingNeuron
@@ -22,7 +23,7 @@ from snnconv.layers.temporal import TimeAware
 def _param(value: Tensor | float, name: str) -> Tensor:
     t = torch.as_tensor(value, dtype=torch.get_default_dtype()).detach().clone()
     if t.dim() > 1:
-        raise ValueError(f"CalifNeuron: {name} must be a scalar or (C,), got shape {tuple(t.shape)}")
+        raise SnnconvError(f"CalifNeuron: {name} must be a scalar or (C,), got shape {tuple(t.shape)}")
     return t
 
 
@@ -45,11 +46,11 @@ class CalifNeuron(SpikingNeuron):
         super().__init__()
         threshold = _param(threshold, "threshold")
         if not bool(torch.isfinite(threshold).all()) or bool((threshold <= 0).any()):
-            raise ValueError("CalifNeuron: thresholds must be finite and > 0")
+            raise SnnconvError("CalifNeuron: thresholds must be finite and > 0")
         if rounding not in ROUNDINGS:
-            raise ValueError(f"CalifNeuron: rounding must be one of {ROUNDINGS}, got {rounding!r}")
+            raise SnnconvError(f"CalifNeuron: rounding must be one of {ROUNDINGS}, got {rounding!r}")
         if not lo <= 0 <= hi:
-            raise ValueError(f"CalifNeuron: need lo <= 0 <= hi, got [{lo}, {hi}]")
+            raise SnnconvError(f"CalifNeuron: need lo <= 0 <= hi, got [{lo}, {hi}]")
         self.register_buffer("threshold", threshold)
         self.register_buffer("bias", _param(bias, "bias"))
         self.lo, self.hi, self.rounding = float(lo), float(hi), rounding

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from snnconv.errors import SnnconvError
+
 
 def channel_view(param: Tensor, ndim: int) -> Tensor:
     """View ``param`` (shape () or (C,)) so it broadcasts over an (N, C, ...) tensor with ``ndim`` dims.
@@ -13,5 +15,5 @@ def channel_view(param: Tensor, ndim: int) -> Tensor:
     if param.dim() == 0:
         return param
     if ndim < 2:
-        raise ValueError(f"a per-channel parameter needs an (N, C, ...) input, got {ndim} dims")
+        raise SnnconvError(f"a per-channel parameter needs an (N, C, ...) input, got {ndim} dims")
     return param.view(-1, *([1] * (ndim - 2)))

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from snnconv.errors import SnnconvError
 from snnconv.functional.if_neuron import IFState, if_init, if_scan, if_scan_values, if_step
 from snnconv.layers.channels import channel_view
 
@@ -67,9 +68,9 @@ class IFNeuron(SpikingNeuron):
             threshold = torch.as_tensor(threshold, dtype=torch.get_default_dtype())
         threshold = threshold.detach().clone()
         if threshold.dim() > 1:
-            raise ValueError(f"IFNeuron: threshold must be a scalar or (C,), got shape {tuple(threshold.shape)}")
+            raise SnnconvError(f"IFNeuron: threshold must be a scalar or (C,), got shape {tuple(threshold.shape)}")
         if not bool(torch.isfinite(threshold).all()) or bool((threshold <= 0).any()):
-            raise ValueError(
+            raise SnnconvError(
                 f"IFNeuron: thresholds must be finite and > 0 (min {float(threshold.min()):.4g}); "
                 "train with positive='softplus' or check the source model's QCFS thresholds"
             )

@@ -7,6 +7,7 @@ or one value per channel (``per_channel=True``, channel axis 1). The activation 
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Literal
 
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from snnconv.errors import SnnconvError
 from snnconv.functional.qcfs import qcfs
 from snnconv.layers.channels import channel_view
 
@@ -41,13 +43,13 @@ class QCFS(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(levels, int) or levels < 1:
-            raise ValueError(f"QCFS: levels must be a positive integer, got {levels!r}")
+            raise SnnconvError(f"QCFS: levels must be a positive integer, got {levels!r}")
         if positive not in ("none", "softplus"):
-            raise ValueError(f"QCFS: positive must be 'none' or 'softplus', got {positive!r}")
-        if threshold <= 0:
-            raise ValueError(f"QCFS: the initial threshold must be > 0, got {threshold}")
+            raise SnnconvError(f"QCFS: positive must be 'none' or 'softplus', got {positive!r}")
+        if not (math.isfinite(float(threshold)) and threshold > 0):
+            raise SnnconvError(f"QCFS: the initial threshold must be finite and > 0, got {threshold}")
         if per_channel and (channels is None or channels < 1):
-            raise ValueError("QCFS: per_channel=True needs channels=<number of channels>")
+            raise SnnconvError("QCFS: per_channel=True needs channels=<number of channels>")
         self.levels = levels
         self.shift = float(shift)
         self.positive: Positive = positive

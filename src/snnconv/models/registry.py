@@ -7,12 +7,13 @@ registered with :func:`register_model`; :func:`create` builds a model by name.
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from torch import nn
 
-from snnconv.errors import RegistryError
+from snnconv.errors import RegistryError, SnnconvError
 from snnconv.layers.act import ActFactory, make_act
 
 
@@ -78,8 +79,8 @@ def create(
 
 def scale(channels: int, width: float) -> int:
     """``channels * width`` rounded, at least 1 (timm-style width multiplier)."""
-    if width <= 0:
-        raise ValueError(f"width must be > 0, got {width}")
+    if not (math.isfinite(width) and width > 0):
+        raise SnnconvError(f"width must be a finite multiplier > 0 (e.g. 0.25, 1.0), got {width}")
     return max(1, int(round(channels * width)))
 
 
@@ -91,7 +92,7 @@ def check_input(num_classes: int, in_channels: int, input_size: int) -> None:
         ("input_size", input_size),
     ):
         if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+            raise SnnconvError(f"{key} must be a positive integer, got {value!r}")
 
 
 def init_weights(model: nn.Module) -> nn.Module:

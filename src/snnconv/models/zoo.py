@@ -19,6 +19,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
+from snnconv.errors import SnnconvError
 from snnconv.layers.act import ActFactory
 from snnconv.layers.add import Add
 from snnconv.models.registry import check_input, init_weights, register_model, scale
@@ -30,7 +31,7 @@ def _stem_kind(stem: Stem | None, input_size: int) -> Stem:
     if stem is None:
         return "cifar" if input_size <= 64 else "imagenet"
     if stem not in ("cifar", "imagenet"):
-        raise ValueError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
+        raise SnnconvError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
     return stem
 
 
