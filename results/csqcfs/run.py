@@ -54,7 +54,8 @@ def _section(entry: dict) -> str:
         f"## {a['model']} (width {a['width']})\n\n"
         f"Command: `{entry['command']}`\n\n"
         f"L = {a['levels']}, {a['subset']} training images, {a['epochs']} epochs layer-wise QCFS + "
-        f"{a['finetune_epochs']} fine-tuning epoch(s) of CS-QCFS at lr/10 (lr {a['lr']}); {a['test_subset']} test "
+        f"{a['finetune_epochs']} fine-tuning epoch(s) of CS-QCFS at lr/10 ({a.get('optimizer', 'sgd')}, lr {a['lr']}); "
+        f"{a['test_subset']} test "
         f"images. Cells: SNN accuracy after T result steps (latency ρ + T or τ + T in parentheses).\n\n"
         + "\n".join(lines)
         + f"\n\nCS-QCFS thresholds: MaxDiff {100 * th['max_diff']:.1f}%, AvgDiff {100 * th['avg_diff']:.1f}%. "
@@ -90,6 +91,7 @@ def main() -> None:
     p.add_argument("--tau", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"), help="adam: weight decay 0")
     args = p.parse_args()
     out = args.out or f"runs/csqcfs_{args.model}"
     torch.set_num_threads(args.threads)
@@ -100,7 +102,8 @@ def main() -> None:
     t0 = time.time()
     cfg = TrainConfig(model=args.model, dataset="fashion-mnist", act="qcfs", levels=args.levels, epochs=args.epochs,
                       batch_size=128, lr=args.lr, threshold_init=4.0, width=args.width, subset=args.subset,
-                      device="cpu", augment=False, out=out)  # fmt: skip
+                      device="cpu", augment=False, out=out, optimizer=args.optimizer,
+                      weight_decay=0.0 if args.optimizer == "adam" else 5e-4)  # fmt: skip
     two_stage(cfg, args.finetune_epochs)
     t_train = time.time() - t0
     qcfs_ann, _ = load_run(Path(out) / "stage1", "last")
