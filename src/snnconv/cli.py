@@ -210,14 +210,11 @@ def evaluate_bitserial(args: argparse.Namespace) -> dict:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from snnconv.cli_qat import cmd_evaluate_calif, is_qat_run
+    from snnconv.cli_qat import cmd_evaluate_calif
     from snnconv.runs import evaluate_run
 
     if args.method == "calif":
         return cmd_evaluate_calif(args)
-    if is_qat_run(args.run):
-        raise SnnconvError(f"{args.run} is a QAT run (torch.ao fake-quantized ReLU network): evaluate it with "
-                           f"--method calif, not {args.method!r}")  # fmt: skip
     if args.method == "bitserial":
         report = evaluate_bitserial(args)
         out = Path(args.json) if args.json else Path(args.run) / "eval_bitserial.json"

@@ -8,7 +8,6 @@ compared with that fake-quantized model (the integer codes), not with a QCFS ANN
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from snnconv.errors import SnnconvError
 
@@ -33,15 +32,12 @@ def add_qat_train_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_train_qat(args: argparse.Namespace, config) -> int:
     """Train a QAT run directory (``snnconv.qat_runs.train_qat_run``)."""
-    import dataclasses
-
     from snnconv.qat_runs import train_qat_run
 
     if args.two_stage:
         raise SnnconvError("--two-stage is CS-QCFS training; it does not combine with --method qat")
-    if config.act != "relu":
+    if config.act != "relu":  # train_qat_run switches it to ReLU
         print(f"note: --method qat trains the ReLU network (--act {config.act} ignored)")
-        config = dataclasses.replace(config, act="relu")
     result = train_qat_run(
         config, args.bits, resume=args.resume, root=args.data_root, signed=not args.unsigned,
         per_channel=args.per_channel_weights, pow2=not args.no_pow2, freeze_bn=args.freeze_bn,
@@ -64,12 +60,6 @@ def add_calif_eval_args(p: argparse.ArgumentParser) -> None:
         help="codes: the exact input codes; isi: inter-spike-interval (seed 003 §4.1); rate; direct",
     )
     g.add_argument("--order", default="even", choices=ORDERS, help="spike arrival order of the code inputs")
-
-
-def is_qat_run(run: str | Path) -> bool:
-    from snnconv.qat_runs import QAT_FILE
-
-    return (Path(run) / QAT_FILE).is_file()
 
 
 def cmd_evaluate_calif(args: argparse.Namespace) -> int:

@@ -41,7 +41,7 @@ from snnconv.coding import CODINGS, ORDERS
 from snnconv.data import dataset_info, make_loader
 from snnconv.errors import CheckpointError, SnnconvError
 from snnconv.qat import QATSchedule, freeze, prepare_qat
-from snnconv.runs import build_model, test_loader
+from snnconv.runs import QAT_FILE, build_model, test_loader
 from snnconv.train import TrainConfig, _epoch_loader, fit, seed_everything
 
 __all__ = [
@@ -56,7 +56,6 @@ __all__ = [
     "write_calif_report",
 ]
 
-QAT_FILE = "qat.json"
 _SETTING_KEYS = ("bits", "signed", "per_channel", "pow2", "freeze_bn", "freeze_observer", "inputs")
 INPUTS = ("unit", "normalized")
 _QUANTIZER_BUFFERS = ("scale", "zero_point", "min_val", "max_val")

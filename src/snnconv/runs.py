@@ -24,6 +24,8 @@ from snnconv.layers.act import make_act
 from snnconv.models import create
 from snnconv.train import TrainConfig, fit, resolve_device, seed_everything
 
+QAT_FILE = "qat.json"  # marks a QAT run directory (snnconv.qat_runs writes it)
+
 
 def build_model(config: TrainConfig) -> nn.Module:
     """The model a config describes (architecture, dataset shape, activation, width)."""
@@ -81,7 +83,7 @@ def train_run(config: TrainConfig, *, resume: bool = False, root: str | os.PathL
 def load_run(run_dir: str | os.PathLike, which: str = "best") -> tuple[nn.Module, TrainConfig]:
     """The trained ANN of a run directory (``best.pt`` or ``last.pt``) and its config, loaded safely."""
     run = Path(run_dir)
-    if (run / "qat.json").is_file():  # snnconv.qat_runs.QAT_FILE (imported there from here)
+    if (run / QAT_FILE).is_file():  # every QCFS/ReLU command loads through here: one refusal for all of them
         raise CheckpointError(f"{run} is a QAT run (torch.ao fake-quantized model): load it with "
                               "snnconv.qat_runs.load_qat_run, evaluate it with --method calif")  # fmt: skip
     path = run / f"{which}.pt"
