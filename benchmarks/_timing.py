@@ -4,6 +4,11 @@ Timing rules (the reference machine is a shared 2-core VM whose load drifts): ev
 setups are *interleaved* within each repeat (so a slow minute hits all of them), and what is reported is the
 median over repeats of per-repeat times and per-repeat ratios. Ratios are therefore paired measurements: the
 baseline (e.g. T ANN passes) is timed in the same repeat as the run it is compared with.
+
+Allocator: importing this module applies ``snnconv.allocator.tune_from_env()`` to the whole benchmark process
+(and, through the environment, to its peak-RSS subprocesses), as the ``snnconv`` CLI does: every setup (ANN,
+snnconv, SpikingJelly) runs with glibc keeping freed buffers, instead of a speed that depends on what ran before
+it in the process. ``SNNCONV_MALLOC=default`` measures with glibc's own settings; the JSON records which.
 """
 
 from __future__ import annotations
@@ -24,6 +29,15 @@ import torch
 from torch import nn
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _allocator() -> str:
+    from snnconv.allocator import tune_from_env
+
+    return "glibc mallopt (snnconv.allocator)" if tune_from_env() else "default"
+
+
+ALLOCATOR = _allocator()
 
 
 def random_ann(
@@ -140,6 +154,7 @@ def machine(threads: int, device: str = "cpu") -> dict[str, Any]:
         "cores": os.cpu_count(),
         "load_average": os.getloadavg(),
         "device": device,
+        "allocator": ALLOCATOR,
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
     if torch.device(device).type == "cuda" and torch.cuda.is_available():

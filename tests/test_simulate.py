@@ -176,3 +176,66 @@ def test_auto_chunking_stages_and_layouts_keep_the_schedules_identical(name, lay
 def test_bad_layout_is_explained():
     with pytest.raises(SimulationError, match="layout must be one of auto, nchw, channels_last"):
         simulate(convert(_tiny()), torch.randn(2, 1, 4, 4), 4, layout="nhwc")
+
+
+def _no_donation(monkeypatch):
+    """The engine without its in-place paths (neurons overwriting currents, additions into an operand)."""
+    import importlib
+
+    engine = importlib.import_module("snnconv.simulate")  # the module (the package exports the function)
+    monkeypatch.setattr(engine, "_owned", lambda program, producer: False)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "vgg11", "small_cnn", "mlp"])
+@pytest.mark.parametrize("schedule", ["layer", "step"])
+def test_in_place_paths_change_nothing(name, schedule, monkeypatch):
+    """Writing outputs over owned values (issue 8) gives bit-identical logits and counts to allocating."""
+    torch.manual_seed(0)
+    snn = convert(randomize(create(name, num_classes=10, in_channels=3, input_size=16, width=0.125)))
+    x = torch.randn(3, 3, 16, 16)
+    fast = simulate(snn, x, 6, schedule=schedule, fold_bytes=2**14)
+    _no_donation(monkeypatch)
+    plain = simulate(snn, x, 6, schedule=schedule, fold_bytes=2**14)
+    torch.testing.assert_close(fast.logits, plain.logits, rtol=0, atol=0)
+    assert all(torch.equal(fast.spike_counts[k], plain.spike_counts[k]) for k in plain.spike_counts)
+
+
+def test_in_place_paths_respect_hooks_and_shared_values(monkeypatch):
+    """A forward hook that keeps a layer's output sees the currents, not spikes written over them; a value read by
+    two layers (or through a view) is never overwritten."""
+    from snnconv.layers.add import Add
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.act1 = nn.Linear(6, 6), QCFS(4, threshold=1.0)
+            self.fc2, self.act2 = nn.Linear(6, 6), QCFS(4, threshold=1.0)
+            self.fc3, self.act3, self.act4 = nn.Linear(6, 6), QCFS(4, threshold=0.5), QCFS(4, threshold=0.7)
+            self.add, self.out = Add(), nn.Linear(6, 3)
+
+        def forward(self, x):
+            s = self.act1(self.fc1(x))
+            h = self.fc2(s)  # hooked below: act2 must not write over it
+            u = self.fc3(s)  # read by the addition and, through a view, by act3: never overwritten
+            y = self.add(self.act2(h), u)
+            return self.out(self.act4(y) + self.act3(u.view(u.shape)))
+
+    torch.manual_seed(0)
+    snn = convert(Net())
+    x = torch.randn(4, 6) * 2
+    T = 5
+    kept: list[torch.Tensor] = []
+    fc2 = snn.graph.get_submodule("fc2")
+    handle = fc2.register_forward_hook(lambda m, i, o: kept.append(o))
+    hooked = simulate(snn, x, T, chunk=None)
+    handle.remove()
+    fast = simulate(snn, x, T, chunk=None)
+    _no_donation(monkeypatch)
+    plain = simulate(snn, x, T, chunk=None)
+    torch.testing.assert_close(hooked.logits, plain.logits, rtol=0, atol=0)
+    torch.testing.assert_close(fast.logits, plain.logits, rtol=0, atol=0)
+    act1 = snn.graph.get_submodule("act1")
+    cur = snn.graph.get_submodule("fc1")(x).expand(T, 4, 6).clone()
+    spikes_in, _, _ = act1.scan_counted(cur, act1.init_state(cur[0]))
+    assert len(kept) == 1 and torch.equal(kept[0], fc2(spikes_in.reshape(T * 4, 6)))
+    assert float(plain.spike_counts["act2"].sum()) > 0 and float(plain.spike_counts["act3"].sum()) > 0

@@ -1,6 +1,7 @@
 """snnconv: convert quantization-aware ANNs into spiking neural networks that need 1-8 time steps."""
 
 from snnconv import models
+from snnconv.allocator import tune_cpu_allocator
 from snnconv.convert import SpikingNetwork, convert, fold_bn, list_methods
 from snnconv.functional.qcfs import qcfs
 from snnconv.layers import QCFS, Add, IFNeuron, SpikingNeuron, make_act
@@ -11,5 +12,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "QCFS", "Add", "IFNeuron", "SimResult", "SpikingNetwork", "SpikingNeuron", "convert", "fold_bn",
-    "list_methods", "make_act", "models", "prepare", "qcfs", "simulate",
+    "list_methods", "make_act", "models", "prepare", "qcfs", "simulate", "tune_cpu_allocator",
 ]  # fmt: skip

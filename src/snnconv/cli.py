@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from snnconv.allocator import tune_from_env
 from snnconv.errors import SnnconvError
 
 
@@ -478,6 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        tune_from_env()  # keep freed activation buffers in the process (snnconv.allocator; SNNCONV_MALLOC=default)
         return args.func(args)
     except (SnnconvError, FileNotFoundError) as exc:  # bad input: one clear line, no traceback
         print(f"snnconv {args.command}: error: {exc}", file=sys.stderr)

@@ -4,7 +4,8 @@
   each neuron scans over T. ``chunk`` bounds memory by folding at most ``chunk`` steps at a time (neuron state
   carries over between chunks); ``chunk=None`` folds all T steps at once. ``chunk="auto"`` (default) measures
   every value's size on step 1 and splits the graph into stages (``_plan_stages``): early layers with large
-  activations fold few steps (``fold_bytes``: 2 MB on CPU, a cache-sized budget; 256 MB on GPUs, which want
+  activations fold few steps (``fold_bytes``: 16 MB on CPU, measured best with the tuned allocator of
+  ``snnconv.allocator`` (issue 8: 2 MB was best while every fresh buffer page-faulted); 256 MB on GPUs, which want
   large batches), late layers with small activations and large weights (VGG's 512-channel convs and its
   classifier) fold many, reading their weights once per chunk instead of once per step.
 * ``"step"`` (step by step): every layer advances one step at a time; memory O(layers), not O(T).
@@ -22,6 +23,7 @@ time-constant), a ``SumAnalog`` the sum over all T steps (layer by layer only).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -33,7 +35,9 @@ from torch import Tensor, nn
 
 from snnconv.convert.network import SpikingNetwork
 from snnconv.errors import SimulationError
+from snnconv.layers.add import Add
 from snnconv.layers.analog import AnalogStage
+from snnconv.layers.bitserial import StepBias
 from snnconv.layers.neuron import SpikingNeuron
 from snnconv.layers.temporal import TimeAware
 
@@ -43,7 +47,7 @@ Layout = Literal["auto", "nchw", "channels_last"]
 LAYOUTS: tuple[str, ...] = ("auto", "nchw", "channels_last")
 #: default activation budget of a folded chunk on CPU / on GPUs (``simulate(fold_bytes=...)``); layers with larger
 #: weights may fold up to their weight size (see ``_plan_stages``)
-FOLD_BYTES = 2 * 2**20
+FOLD_BYTES = 16 * 2**20
 FOLD_BYTES_GPU = 256 * 2**20
 
 
@@ -156,6 +160,16 @@ class _Program:
         for n in self.nodes:
             if n.op == "placeholder" or (n not in timed and all(a in self.static for a in n.all_input_nodes)):
                 self.static.add(n)
+        # values a consumer may overwrite: neurons write their outputs over their currents, residual additions
+        # add into one of their operands (no allocation, no page faults: issue 8)
+        self.donated = {n for n in self.nodes if n.op == "call_module" and _takes_overwrite(self.modules[n.target])
+                        and _owned(self, n.args[0] if n.args else None)}  # fmt: skip
+        self.add_into: dict[fx.Node, int] = {}
+        for n in self.nodes:
+            if n.op == "call_module" and type(self.modules[n.target]) is Add and not _hooked(self.modules[n.target]):
+                owned = [i for i, a in enumerate(n.args[:2]) if _owned(self, a)]
+                if owned and len(n.args) == 2 and not n.kwargs:
+                    self.add_into[n] = owned[0]
         # free each non-static value after its last use
         self.free_after: dict[fx.Node, list[str]] = {n: [] for n in self.nodes}
         seen: set[fx.Node] = set()
@@ -164,6 +178,32 @@ class _Program:
                 if a not in seen and a not in self.static:
                     seen.add(a)
                     self.free_after[n].append(a.name)
+
+
+#: layers whose output is a new tensor (never a view of an input): a neuron may overwrite it when it is its only user
+_FRESH_OUTPUT = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.pooling._AvgPoolNd, nn.modules.batchnorm._BatchNorm,
+                 Add, StepBias)  # fmt: skip
+
+
+def _hooked(mod: nn.Module) -> bool:
+    return bool(mod._forward_hooks) or bool(nn.modules.module._global_forward_hooks)
+
+
+def _owned(program: _Program, producer: Any) -> bool:
+    """True if the one consumer of ``producer``'s value may write over it: the value is time-dependent, read by
+    nothing else, a fresh tensor (not a view of another value), and no forward hook can have kept a reference."""
+    if not isinstance(producer, fx.Node) or producer.op != "call_module" or len(producer.users) != 1:
+        return False
+    mod = program.modules[producer.target]
+    return isinstance(mod, _FRESH_OUTPUT) and producer not in program.static and not _hooked(mod)
+
+
+def _takes_overwrite(mod: nn.Module) -> bool:
+    """Whether a neuron's ``scan_counted`` or a step-dependent layer's ``seq`` has the ``overwrite`` flag (a
+    subclass may override it without)."""
+    if isinstance(mod, SpikingNeuron):
+        return "overwrite" in inspect.signature(mod.scan_counted).parameters
+    return isinstance(mod, TimeAware) and "overwrite" in inspect.signature(mod.seq).parameters
 
 
 def _timed(mod: Any) -> bool:
@@ -272,7 +312,10 @@ def simulate(
             neurons[key] = cur[0][0].numel()
         # step by step, cur is [1, B, ...]: the neuron advances one step (its scan over one step is its step
         # function, tested bit for bit against ``step``); layer by layer it scans the whole chunk
-        values, states[key], step_counts = mod.scan_counted(cur, states[key])
+        if node in program.donated:
+            values, states[key], step_counts = mod.scan_counted(cur, states[key], overwrite=True)
+        else:
+            values, states[key], step_counts = mod.scan_counted(cur, states[key])
         if record:
             counts[key][start : start + cur.shape[0]] += step_counts.to(counts[key].dtype)
         return values
@@ -375,11 +418,11 @@ def _plan_stages(program: _Program, sizes: dict[fx.Node, int], fold_bytes: int, 
     at least its chunk (so it may fold up to one previous chunk more) and once more on what is left at the end.
 
     A convolution may fold as many steps as keep its (input or output) activation within max(``fold_bytes``,
-    its weight bytes): early CNN layers (large activations, small weights) run best on one step at a time, as
-    the ANN does (larger folded batches were measured 10-55 % slower per step there), while late layers (small
-    activations, large weights: VGG's 512-channel convs) read their weights once per chunk instead of once per
-    step. Other nodes (linear layers, neurons, pooling, additions) may fold up to the largest weight of the
-    network (memory the model already takes). Every node's chunk is bounded by
+    its weight bytes): early CNN layers (large activations, small weights) fold few steps (VGG-16's 8 MB first
+    activations: one at a time, as the ANN runs them), while late layers (small activations, large weights:
+    VGG's 512-channel convs) read their weights once per chunk instead of once per step. Other nodes (linear
+    layers, neurons, pooling, additions) may fold up to the largest weight of the network (memory the model
+    already takes). Every node's chunk is bounded by
     the chunks of all later nodes (so stages grow along the graph). Values that cross a stage boundary are
     buffered until the next stage has a full chunk; a boundary is only placed where those values are
     time-dependent tensors whose buffered size fits the same budget.
@@ -465,11 +508,18 @@ def _run_node(
         else:
             cur = inp.data.unsqueeze(0).expand(steps, *inp.data.shape)
         if isinstance(mod, TimeAware):
+            if node in program.donated:
+                return _Seq(_fold(_guard(node, lambda: mod.seq(cur, start, T, overwrite=True))))
             return _Seq(_fold(_guard(node, lambda: mod.seq(cur, start, T))))
         return _Seq(_fold(_guard(node, lambda: neuron_call(node, mod, cur))))
     temporal = _has(args, _Seq) or _has(kwargs, _Seq)
     batch = temporal or _has(args, _Static) or _has(kwargs, _Static)
     a, kw = _unwrap(args, steps, temporal), _unwrap(kwargs, steps, temporal)
+    into = program.add_into.get(node)
+    if into is not None and isinstance(args[into], _Seq):
+        dst, other = a[into], a[1 - into]
+        if isinstance(other, Tensor) and other.shape == dst.shape and other.dtype == dst.dtype:
+            return _Seq(_guard(node, lambda: dst.add_(other)))  # a + b == b + a: IEEE addition commutes
     if node.op == "call_module":
         fmt = program.formats.get(node)
         if fmt is not None and a and isinstance(a[0], Tensor) and a[0].dim() == 4:

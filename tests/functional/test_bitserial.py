@@ -155,3 +155,27 @@ def test_input_encoder_and_readout():
     assert torch.equal(first[0], x) and not first[1:].any()
     torch.testing.assert_close(AnalogInput("uniform")(seq).sum(0), x)
     assert torch.equal(SumReadout()(seq), seq * 4)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 4), st.integers(0, 10_000), st.booleans(), st.booleans(), st.booleans())
+def test_fused_scan_equals_fire_of_potential(T, C, seed, per_channel, clamped, channels_last):
+    """The engine's fused path (``scan_counted``, with and without overwriting the currents) is bit-identical to
+    ``output(bitserial_fire(bitserial_potential(...)))`` and counts the spikes it fires."""
+    g = torch.Generator().manual_seed(seed)
+    delta = torch.rand(C, generator=g) + 0.1 if per_channel else torch.tensor(0.3)
+    steps = bit_step_values(delta, T, T)
+    clamp = clamp_value(delta, 2**T - 1) if clamped else None
+    neuron = BitSerialNeuron(steps, delta / 2, clamp)
+    currents = torch.randn(T * 2, C, 3, 4, generator=g) * delta.max() * 3
+    if channels_last:
+        currents = currents.contiguous(memory_format=torch.channels_last)
+    currents = currents.view(T, 2, C, 3, 4)
+    ref = neuron.output(neuron.scan(currents, None)[0])
+    values, _, counts = neuron.scan_counted(currents, None)
+    mine = currents.clone()
+    over, _, counts2 = neuron.scan_counted(mine, None, overwrite=True)
+    assert over.data_ptr() == mine.data_ptr()
+    for v, c in ((values, counts), (over, counts2)):
+        assert torch.equal(v, ref)
+        assert torch.equal(c, torch.count_nonzero(ref.reshape(T, -1), dim=1).double())

@@ -83,3 +83,26 @@ def test_bad_thresholds_rejected():
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="threshold"):
             IFNeuron(torch.tensor(bad))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 4), st.integers(0, 10_000), st.booleans(), st.booleans())
+def test_overwrite_gives_the_same_values_in_the_callers_buffers(T, C, seed, per_channel, channels_last):
+    """``if_scan_values(overwrite=True)`` (the engine's path for values it owns) writes its outputs over the
+    currents and updates the potential in place, with exactly the values of the allocating path."""
+    from snnconv.functional.if_neuron import if_scan_values
+
+    g = torch.Generator().manual_seed(seed)
+    currents = torch.randn(T * 2, C, 3, 5, generator=g) * 2
+    if channels_last:
+        currents = currents.contiguous(memory_format=torch.channels_last)
+    currents = currents.view(T, 2, C, 3, 5)
+    theta = (torch.rand(C, generator=g) + 0.2).view(1, C, 1, 1) if per_channel else torch.tensor(0.9)
+    state = if_init(currents[0], theta)
+    ref_out, ref_state, ref_counts = if_scan_values(currents, state, theta)
+    mine = currents.clone()
+    v = state.v.clone()
+    out, new_state, counts = if_scan_values(mine, if_init(currents[0], theta)._replace(v=v), theta, overwrite=True)
+    assert out.data_ptr() == mine.data_ptr() and new_state.v.data_ptr() == v.data_ptr()
+    assert torch.equal(out, ref_out) and torch.equal(new_state.v, ref_state.v) and torch.equal(counts, ref_counts)
+    assert torch.equal(mine, ref_out)  # the caller's currents now hold the outputs

@@ -101,3 +101,41 @@ def test_negative_threshold_warns_in_training():
         m.threshold.fill_(-0.5)
     with pytest.warns(RuntimeWarning, match="non-positive"):
         m(torch.randn(4))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(1e-3, 50.0), st.integers(1, 300), st.floats(0.0, 1.0), st.sampled_from([torch.float32, torch.float64]))
+def test_ramp_bounds_round_like_tensor_arithmetic(theta, L, phi, dtype):
+    """The fused backward's Python-float bounds are bit-identical to θ's own tensor arithmetic."""
+    from snnconv.functional.qcfs import _ramp_bounds
+
+    th = torch.tensor(theta, dtype=dtype)
+    low, high = _ramp_bounds(th, L, phi)
+    assert low == float(-phi * th / L) and high == float(th - phi * th / L)
+
+
+@pytest.mark.parametrize("L", [3, 7, 8])
+def test_fused_cpu_gradient_equals_masked_reference_at_the_bounds(L):
+    """Layer-wise θ on the CPU (hardtanh's fused backward) vs the mask path, float32, with z placed exactly on
+    and one ulp around both ends of the ramp: grad_z bit for bit, grad_θ to float32 rounding.
+
+    The fused θ gradient uses a = θ above the ramp; where z lies on the ramp's top end to within rounding, the
+    forward's level can still be L - 1 (z·L/θ + φ rounds to just below L): there Eq. 17 says 1 and the fused
+    form a/θ = (L-1)/L. The test checks that this is the whole difference."""
+    torch.manual_seed(L)
+    theta = torch.tensor(0.77, requires_grad=True)
+    lo = -0.5 * theta.detach() / L
+    hi = theta.detach() - 0.5 * theta.detach() / L
+    edges = torch.stack([lo, hi])
+    special = torch.cat([edges, torch.nextafter(edges, edges + 1), torch.nextafter(edges, edges - 1)])
+    z = torch.cat([torch.randn(5000) * 0.6, special]).requires_grad_()
+    g = torch.randn(z.shape)
+    (qcfs(z, theta, L) * g).sum().backward()
+    inside = ((z > lo) & (z < hi)).float()
+    torch.testing.assert_close(z.grad, g * inside, rtol=0, atol=0)
+    out = qcfs(z.detach(), theta.detach(), L)
+    above = (z.detach() >= hi).float()
+    ref = (g * (inside * (out - z.detach()) / theta.detach() + above)).double().sum()
+    edge = above * (1 - out / theta.detach())  # 1 - a/θ where "above" but the level is still below L
+    assert int((edge != 0).sum()) <= 2
+    torch.testing.assert_close(theta.grad.double(), ref - (g * edge).double().sum(), rtol=1e-4, atol=1e-3)

@@ -24,11 +24,9 @@ class SpikingNetwork(nn.Module):
 
     def neurons(self) -> dict[str, SpikingNeuron]:
         """Spiking layers by qualified name, in graph order."""
-        return {
-            n.target: self.graph.get_submodule(n.target)
-            for n in self.graph.graph.nodes
-            if n.op == "call_module" and isinstance(self.graph.get_submodule(n.target), SpikingNeuron)
-        }
+        modules = dict(self.graph.named_modules())  # one walk of the tree, not one per node (simulate calls this)
+        calls = (n.target for n in self.graph.graph.nodes if n.op == "call_module")
+        return {t: modules[t] for t in calls if isinstance(modules[t], SpikingNeuron)}
 
     def forward(self, x: Tensor, T: int) -> Tensor:
         from snnconv.simulate import simulate

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from snnconv.errors import SnnconvError
+from snnconv.functional.if_neuron import fire_into
 
 __all__ = [
     "bit_planes",
@@ -30,6 +31,7 @@ __all__ = [
     "min_bits",
     "quantize_codes",
     "stepped_if_scan",
+    "bitserial_scan_values",
 ]
 
 
@@ -71,8 +73,15 @@ def per_step(values: Tensor, ndim: int) -> Tensor:
 
 
 def bitserial_potential(currents: Tensor, v0: Tensor, clamp: Tensor | None = None) -> Tensor:
-    """u = min(v0 + Σ_t I(t), clamp) for currents [T, B, ...] (v0, clamp broadcast over one step)."""
-    u = currents.sum(0) + v0
+    """u = min(v0 + Σ_t I(t), clamp) for currents [T, B, ...] (v0, clamp broadcast over one step).
+
+    u keeps the memory layout of one step (the sum over T returns row-major even for channels-last steps; mixing
+    layouts made every later elementwise pass ~20x slower, issue 8)."""
+    u = currents.sum(0)
+    step = currents[0]
+    if step.dim() == 4 and not step.is_contiguous() and step.is_contiguous(memory_format=torch.channels_last):
+        u = u.contiguous(memory_format=torch.channels_last)
+    u = u + v0
     return torch.minimum(u, clamp) if clamp is not None else u
 
 
@@ -89,6 +98,31 @@ def bitserial_fire(u: Tensor, step_values: Tensor) -> Tensor:
         s.copy_(u >= w[t])
         u.sub_(s * w[t])
     return spikes
+
+
+def bitserial_scan_values(
+    currents: Tensor, v0: Tensor, clamp: Tensor | None, step_values: Tensor, *, overwrite: bool = False
+) -> tuple[Tensor, Tensor]:
+    """``bitserial_fire(bitserial_potential(...))`` scaled to output values s(t)·w(t), plus the spike count of every
+    step (float64, summed over the batch and neurons): the engine's fast path, bit-identical to the two functions.
+
+    The comparison writes 0/1 straight into the output buffer, which is counted, scaled by w(t) in place and
+    subtracted from u. ``overwrite=True``: the caller gives up ``currents`` (the engine, for values it owns); they are
+    summed into u first, then the outputs are written over them (T' = T steps).
+    """
+    u = bitserial_potential(currents, v0, clamp)
+    w = per_step(step_values, u.dim() + 1)
+    if overwrite and w.shape[0] == currents.shape[0]:
+        out = currents
+    else:
+        out = torch.empty((w.shape[0], *u.shape), dtype=u.dtype, device=u.device)
+        if u.dim() == 4 and not u.is_contiguous() and u.is_contiguous(memory_format=torch.channels_last):
+            out = out.view(-1, *u.shape[1:]).contiguous(memory_format=torch.channels_last).view(out.shape)
+    counts = torch.empty(w.shape[0], dtype=torch.float64, device=u.device)
+    per_sample = tuple(range(1, u.dim()))
+    for t in range(w.shape[0]):
+        counts[t] = fire_into(out[t], u, w[t], per_sample)
+    return out, counts
 
 
 def stepped_if_scan(currents: Tensor, v: Tensor, step_values: Tensor) -> tuple[Tensor, Tensor]:
@@ -108,11 +142,21 @@ def stepped_if_scan(currents: Tensor, v: Tensor, step_values: Tensor) -> tuple[T
 
 
 def quantize_codes(z: Tensor, step: Tensor, v0: Tensor, max_code: int, clamp: Tensor | None = None) -> Tensor:
-    """The reference T'-bit QANN code: k = clip(floor(min(z + v0, clamp)/Δ'), 0, max_code) (float tensor)."""
+    """The reference T'-bit QANN code: k = clip(floor(min(z + v0, clamp)/Δ'), 0, max_code) (float tensor).
+
+    Without autograd the same operations run in place on the one new tensor (bit-identical, fewer passes: this is
+    the baseline the bit-serial SNN is timed against)."""
     u = z + v0
+    if torch.is_grad_enabled() and (z.requires_grad or step.requires_grad or v0.requires_grad):
+        if clamp is not None:
+            u = torch.minimum(u, clamp)
+        return torch.clamp(torch.floor(u / step), 0, max_code)
+    if u.shape != z.shape or u.dtype != z.dtype:  # broadcasting grew it: out-of-place, as above
+        u = u if clamp is None else torch.minimum(u, clamp)
+        return torch.clamp(torch.floor(u / step), 0, max_code)
     if clamp is not None:
-        u = torch.minimum(u, clamp)
-    return torch.clamp(torch.floor(u / step), 0, max_code)
+        torch.minimum(u, clamp, out=u)
+    return u.div_(step).floor_().clamp_(0, max_code)
 
 
 def bit_planes(codes: Tensor, steps: int) -> Tensor:

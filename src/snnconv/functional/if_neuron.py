@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["IFState", "if_init", "if_step", "if_scan", "if_scan_values"]
+__all__ = ["IFState", "fire_into", "if_init", "if_step", "if_scan", "if_scan_values"]
 
 
 class IFState(NamedTuple):
@@ -70,23 +70,38 @@ def if_scan(currents: Tensor, state: IFState, threshold: Tensor) -> tuple[Tensor
     return spikes, IFState(v=v)
 
 
-def if_scan_values(currents: Tensor, state: IFState, threshold: Tensor) -> tuple[Tensor, IFState, Tensor]:
+def if_scan_values(
+    currents: Tensor, state: IFState, threshold: Tensor, *, overwrite: bool = False
+) -> tuple[Tensor, IFState, Tensor]:
     """Like ``if_scan`` but returns the output values s(t)·θ directly, plus the spike count of every step
     (float64, summed over the batch and neurons): the engine's fast path.
 
     The comparison writes 0/1 straight into the output buffer, which is counted and then scaled by θ in place;
     since s ∈ {0, 1}, s·θ is exact, so the potential is bit-identical to ``if_step``'s.
+
+    ``overwrite=True``: the caller gives up ``currents`` and ``state.v`` (the engine, for values it owns): the
+    outputs are written over the currents, step by step after each is integrated, and the potential is updated in
+    place. Same values, no allocation: a fresh buffer costs page faults and a pass over memory (issue 8).
     """
-    v = state.v.clone()
-    out = _empty_steps(currents)
+    v = state.v if overwrite else state.v.clone()
+    out = currents if overwrite else _empty_steps(currents)
     counts = torch.empty(currents.shape[0], dtype=torch.float64, device=currents.device)
     per_sample = tuple(range(1, currents.dim() - 1))  # every dim of a step but the batch (any memory layout)
     for t in range(currents.shape[0]):
         v.add_(currents[t])
-        o = out[t]
-        torch.ge(v, threshold, out=o)
-        # per-sample sums of 0/1 are exact in the tensor's dtype (< 2^24 neurons a sample), then summed in float64
-        counts[t] = (o.sum(per_sample) if per_sample else o).double().sum()
-        o.mul_(threshold)
-        v.sub_(o)
+        counts[t] = fire_into(out[t], v, threshold, per_sample)
     return out, IFState(v=v), counts
+
+
+def fire_into(out: Tensor, v: Tensor, threshold: Tensor, per_sample: tuple[int, ...]) -> Tensor:
+    """One firing step in place: s = H(v - θ) written as 0/1 into ``out``, counted, scaled to s·θ, and
+    subtracted from ``v`` (reset by subtraction); returns the step's spike count (float64, 0-dim).
+
+    Per-sample sums of 0/1 (over the ``per_sample`` dims) are exact in the tensor's dtype (< 2^24 neurons a sample)
+    and are then summed in float64; since s ∈ {0, 1}, s·θ is exact. Shared by the IF and bit-serial scans.
+    """
+    torch.ge(v, threshold, out=out)
+    count = (out.sum(per_sample) if per_sample else out).double().sum()
+    out.mul_(threshold)
+    v.sub_(out)
+    return count

@@ -12,6 +12,8 @@ channel-wise λ_c); its gradient is reduced back to its own shape. Positive repa
 
 from __future__ import annotations
 
+import struct
+
 import torch
 from torch import Tensor
 
@@ -53,29 +55,64 @@ def qcfs_backward(
     return grad_z, grad_theta
 
 
-def _fast_backward(ctx, grad: Tensor, z: Tensor, threshold: Tensor, out: Tensor) -> tuple:
-    """Eq. 17 with the θ gradient summed as Σ grad·inside·(a - z) / θ + Σ grad·above (per channel for a
-    channel-wise θ; equal to ``qcfs_backward(...)`` reduced, up to summation order).
+def _flat(t: Tensor) -> Tensor | None:
+    """A 1-D view of a dense tensor (row-major or channels-last), or None (then products are summed instead)."""
+    if t.is_contiguous():
+        return t.view(-1)
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
+        return t.permute(0, 2, 3, 1).reshape(-1)  # a view: NHWC order is the storage order
+    return None
 
-    Masks are written as 0/1 straight into float buffers (a bool→float cast or a product with a bool tensor
-    costs several elementwise passes on CPU) and two buffers are reused throughout: fresh large allocations
-    page-fault, which made the plain version 15x slower than ReLU's backward (issue 8).
+
+def _sum_products(a: Tensor, b: Tensor, shape: torch.Size) -> Tensor:
+    """Σ a·b reduced to ``shape`` (a dot product, without a temporary, where both are laid out alike)."""
+    if len(shape) == 0 and a.stride() == b.stride():
+        fa, fb = _flat(a), _flat(b)
+        if fa is not None and fb is not None:
+            return torch.dot(fa, fb)
+    return torch.mul(a, b).sum_to_size(shape)
+
+
+def _fast_backward(ctx, grad: Tensor, z: Tensor, threshold: Tensor, out: Tensor) -> tuple:
+    """Eq. 17 in three passes over memory (equal to ``qcfs_backward(...)`` reduced, up to rounding).
+
+    Since a = θ above the ramp and a = 0 below it, ∂a/∂θ = inside·(a - z)/θ + above = (a - inside·z)/θ, so
+    Σ grad·∂a/∂θ = (Σ grad·a - Σ grad_z·z)/θ with grad_z = grad·inside: no mask is needed for θ at all.
+    (Only for z within rounding of the ramp's top end, where the forward's level can still be L - 1, does this
+    give (L-1)/L instead of Eq. 17's 1; tests/functional/test_qcfs.py pins that down.)
+    For a layer-wise θ on the CPU, grad_z is one fused pass (hardtanh's backward passes grad where
+    low < z < high, strictly; ``_ramp_bounds`` gives the bounds as Python floats); elsewhere a 0/1 mask is
+    written straight into a float buffer (a bool→float cast or a product with a bool tensor costs several passes).
+    Fresh temporaries page-fault on CPU: the plain version was 15x slower than ReLU's backward (issue 8).
     """
-    low = -ctx.shift * threshold / ctx.levels
-    high = threshold - ctx.shift * threshold / ctx.levels
-    grad_z = torch.logical_and(z > low, z < high, out=torch.empty_like(grad))  # 0/1 inside the ramp
-    grad_z.mul_(grad)
+    if ctx.bounds is not None:
+        grad_z = torch.ops.aten.hardtanh_backward(grad, z, *ctx.bounds)
+    else:
+        low = -ctx.shift * threshold / ctx.levels
+        high = threshold - ctx.shift * threshold / ctx.levels
+        grad_z = torch.logical_and(z > low, z < high, out=torch.empty_like(grad)).mul_(grad)
     grad_theta = None
     if ctx.needs_input_grad[1]:
-        buf = torch.ge(z, high, out=torch.empty_like(grad))  # 0/1 above it
-        if threshold.dim() == 0:  # layer-wise θ: two dot products, no per-element product is written
-            above = torch.dot(grad.reshape(-1), buf.reshape(-1))
-            ramp = torch.dot(grad_z.reshape(-1), torch.sub(out, z, out=buf).reshape(-1))
-        else:  # channel-wise θ (a broadcast view): the same sums per channel, in the one buffer
-            above = buf.mul_(grad).sum_to_size(threshold.shape)
-            ramp = torch.sub(out, z, out=buf).mul_(grad_z).sum_to_size(threshold.shape)
-        grad_theta = ramp / threshold + above
+        shape = threshold.shape
+        grad_theta = (_sum_products(grad, out, shape) - _sum_products(grad_z, z, shape)) / threshold
     return (grad_z if ctx.needs_input_grad[0] else None), grad_theta, None, None
+
+
+def _f32(x: float) -> float:
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+def _ramp_bounds(threshold: Tensor, levels: int, shift: float) -> tuple[float, float] | None:
+    """The ramp's ends -φθ/L and θ - φθ/L as Python floats rounded exactly as θ's own float32/float64 tensor
+    arithmetic rounds them (each +, ×, ÷ of two float32 values done in float64 and rounded once to float32 is the
+    correctly rounded float32 result); None where the fused CPU path does not apply (channel θ, GPU, half types).
+    Computed once per forward, so the backward runs no small tensor operations for them."""
+    if threshold.dim() != 0 or threshold.device.type != "cpu" or threshold.dtype not in (torch.float32, torch.float64):
+        return None
+    r = _f32 if threshold.dtype == torch.float32 else float
+    th, shift_r, lv = r(float(threshold)), r(shift), r(float(levels))
+    low = r(r(-shift_r * th) / lv)
+    return low, r(th - r(r(shift_r * th) / lv))
 
 
 class _QCFSFunction(torch.autograd.Function):
@@ -89,6 +126,7 @@ class _QCFSFunction(torch.autograd.Function):
         ctx.save_for_backward(z, threshold, output)
         ctx.levels = levels
         ctx.shift = shift
+        ctx.bounds = _ramp_bounds(threshold, levels, shift) if ctx.needs_input_grad[0] else None
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]

@@ -15,6 +15,7 @@ from snnconv.errors import SimulationError, SnnconvError
 from snnconv.functional.bitserial import (
     bitserial_fire,
     bitserial_potential,
+    bitserial_scan_values,
     per_step,
     quantize_codes,
     stepped_if_scan,
@@ -69,6 +70,17 @@ class BitSerialNeuron(SpikingNeuron):
         u = bitserial_potential(currents, _view(self.v0, nd), _view(self.clamp, nd))
         return bitserial_fire(u, self.step_values), None
 
+    def scan_counted(self, currents: Tensor, state: None, overwrite: bool = False) -> tuple[Tensor, None, Tensor]:
+        self._check(currents.shape[0])
+        nd = currents.dim() - 1
+        out, counts = bitserial_scan_values(
+            currents, _view(self.v0, nd), _view(self.clamp, nd), self.step_values, overwrite=overwrite
+        )
+        return out, None, counts
+
+    def scan_values(self, currents: Tensor, state: None) -> tuple[Tensor, None]:
+        return self.scan_counted(currents, state)[:2]
+
     def step(self, current: Tensor, state: None, t: int) -> tuple[Tensor, None]:
         raise SimulationError("BitSerialNeuron fires only after integrating all T inputs: use schedule='layer'")
 
@@ -93,19 +105,26 @@ class BitIFNeuron(BitSerialNeuron):
     def __init__(self, step_values: Tensor, v0: Tensor) -> None:
         super().__init__(step_values, v0, None)
 
+    # its own dynamics (``scan``), not the accumulate-then-fire fast path of the parent class
+    scan_values = SpikingNeuron.scan_values
+    scan_counted = SpikingNeuron.scan_counted
+
     def scan(self, currents: Tensor, state: None) -> tuple[Tensor, None]:
         self._check(currents.shape[0])
         v = channel_view(self.v0, currents.dim() - 1).expand_as(currents[0])
         return stepped_if_scan(currents, v, self.step_values)[0], None
 
 
-def _split_add(y: Tensor, c: Tensor, split: str, start: int, T: int) -> Tensor:
-    """y(t) + c(t) with Σ_t c(t) = c ("first": all at t = 1; "uniform": c/T) or c(t) = c ("every")."""
+def _split_add(y: Tensor, c: Tensor, split: str, start: int, T: int, in_place: bool = False) -> Tensor:
+    """y(t) + c(t) with Σ_t c(t) = c ("first": all at t = 1; "uniform": c/T) or c(t) = c ("every").
+
+    Always a new tensor, except for "first" with ``in_place`` (y is the caller's to change): c is added to y[0].
+    """
     if split == "uniform":
         return y + c / T
     if split == "every":
         return y + c
-    y = y.clone(memory_format=torch.contiguous_format)
+    y = y if in_place else y.clone()  # keeps y's memory layout (channels-last conv outputs stay so)
     if start == 0:
         y[0] += c
     return y
@@ -131,10 +150,13 @@ class StepBias(TimeAware):
     def _v(self, p: Tensor, ndim: int) -> Tensor:
         return p if self.channel_last else channel_view(p, ndim)
 
-    def seq(self, x: Tensor, start: int, T: int) -> Tensor:
+    def seq(self, x: Tensor, start: int, T: int, overwrite: bool = False) -> Tensor:
+        """``overwrite=True``: ``x`` is the caller's to change (the engine, for values it owns); the result is
+        then written into it where the split allows. The result is never a view of anything else."""
         nd = x.dim() - 1
-        y = x * self._v(self.scale, nd) if self.scale is not None else x
-        return _split_add(y, self._v(self.bias, nd), self.split, start, T)
+        fresh = self.scale is not None
+        y = x * self._v(self.scale, nd) if fresh else x
+        return _split_add(y, self._v(self.bias, nd), self.split, start, T, in_place=fresh or overwrite)
 
     def extra_repr(self) -> str:
         return f"features={self.bias.numel()}, split={self.split}, scaled={self.scale is not None}"

@@ -160,11 +160,12 @@ class COSNeuron(CalibratedIFNeuron):
     def scan(self, currents: Tensor, state: IFState) -> tuple[Tensor, IFState]:
         return if_scan(currents, self.start(currents, state), self._theta(currents.dim() - 1))
 
-    def scan_counted(self, currents: Tensor, state: IFState) -> tuple[Tensor, IFState, Tensor]:
+    def scan_counted(self, currents: Tensor, state: IFState, overwrite: bool = False) -> tuple[Tensor, IFState, Tensor]:
         if self.binary:
             spikes, state = self.scan(currents, state)
             return spikes, state, self.count(spikes)
-        return if_scan_values(currents, self.start(currents, state), self._theta(currents.dim() - 1))
+        theta = self._theta(currents.dim() - 1)
+        return if_scan_values(currents, self.start(currents, state), theta, overwrite=overwrite)
 
     def scan_values(self, currents: Tensor, state: IFState) -> tuple[Tensor, IFState]:
         return self.scan_counted(currents, state)[:2]

@@ -48,8 +48,12 @@ class SpikingNeuron(nn.Module):
         spikes, state = self.scan(currents, state)
         return self.output(spikes), state
 
-    def scan_counted(self, currents: Tensor, state: Any) -> tuple[Tensor, Any, Tensor]:
-        """``scan_values`` plus the spike count of every step (what the engine calls); fused where it pays."""
+    def scan_counted(self, currents: Tensor, state: Any, overwrite: bool = False) -> tuple[Tensor, Any, Tensor]:
+        """``scan_values`` plus the spike count of every step (what the engine calls); fused where it pays.
+
+        ``overwrite=True`` is the engine's promise that nothing else reads ``currents`` or ``state`` afterwards:
+        a neuron may then write its outputs over the currents and update its state in place.
+        """
         values, state = self.scan_values(currents, state)
         return values, state, self.count(values)
 
@@ -95,8 +99,8 @@ class IFNeuron(SpikingNeuron):
     def scan_values(self, currents: Tensor, state: IFState) -> tuple[Tensor, IFState]:
         return self.scan_counted(currents, state)[:2]
 
-    def scan_counted(self, currents: Tensor, state: IFState) -> tuple[Tensor, IFState, Tensor]:
-        return if_scan_values(currents, state, self._theta(currents.dim() - 1))
+    def scan_counted(self, currents: Tensor, state: IFState, overwrite: bool = False) -> tuple[Tensor, IFState, Tensor]:
+        return if_scan_values(currents, state, self._theta(currents.dim() - 1), overwrite=overwrite)
 
     def extra_repr(self) -> str:
         th = self.threshold
