@@ -4,8 +4,9 @@
   each neuron scans over T. ``chunk`` bounds memory by folding at most ``chunk`` steps at a time (neuron state
   carries over between chunks); ``chunk=None`` folds all T steps at once. ``chunk="auto"`` (default) measures
   every value's size on step 1 and splits the graph into stages (``_plan_stages``): early layers with large
-  activations fold few steps (``fold_bytes``: 16 MB on CPU, measured best with the tuned allocator of
-  ``snnconv.allocator`` (issue 8: 2 MB was best while every fresh buffer page-faulted); 256 MB on GPUs, which want
+  activations fold few steps (``fold_bytes``: 4 MB on CPU: with the tuned allocator of ``snnconv.allocator``,
+  2-16 MB run within a few % of each other and 4 MB keeps VGG-16's peak memory below SpikingJelly's (issue 8);
+  256 MB on GPUs, which want
   large batches), late layers with small activations and large weights (VGG's 512-channel convs and its
   classifier) fold many, reading their weights once per chunk instead of once per step.
 * ``"step"`` (step by step): every layer advances one step at a time; memory O(layers), not O(T).
@@ -47,7 +48,7 @@ Layout = Literal["auto", "nchw", "channels_last"]
 LAYOUTS: tuple[str, ...] = ("auto", "nchw", "channels_last")
 #: default activation budget of a folded chunk on CPU / on GPUs (``simulate(fold_bytes=...)``); layers with larger
 #: weights may fold up to their weight size (see ``_plan_stages``)
-FOLD_BYTES = 16 * 2**20
+FOLD_BYTES = 4 * 2**20
 FOLD_BYTES_GPU = 256 * 2**20
 
 

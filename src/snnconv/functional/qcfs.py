@@ -81,8 +81,8 @@ def _fast_backward(ctx, grad: Tensor, z: Tensor, threshold: Tensor, out: Tensor)
     (Only for z within rounding of the ramp's top end, where the forward's level can still be L - 1, does this
     give (L-1)/L instead of Eq. 17's 1; tests/functional/test_qcfs.py pins that down.)
     For a layer-wise θ on the CPU, grad_z is one fused pass (hardtanh's backward passes grad where
-    low < z < high, strictly; ``_ramp_bounds`` gives the bounds as Python floats); elsewhere a 0/1 mask is
-    written straight into a float buffer (a bool→float cast or a product with a bool tensor costs several passes).
+    low < z < high, strictly; ``_ramp_bounds`` gives the bounds as Python floats); elsewhere 0/1 masks are
+    written straight into float buffers (a bool→float cast or a product with a bool tensor costs several passes).
     Fresh temporaries page-fault on CPU: the plain version was 15x slower than ReLU's backward (issue 8).
     """
     if ctx.bounds is not None:
@@ -90,7 +90,10 @@ def _fast_backward(ctx, grad: Tensor, z: Tensor, threshold: Tensor, out: Tensor)
     else:
         low = -ctx.shift * threshold / ctx.levels
         high = threshold - ctx.shift * threshold / ctx.levels
-        grad_z = torch.logical_and(z > low, z < high, out=torch.empty_like(grad)).mul_(grad)
+        # 0/1 written by each comparison straight into a float buffer: 4-5x faster on CPU than bool masks
+        # combined with logical_and (broadcast per-channel bounds), same values
+        grad_z = torch.gt(z, low, out=torch.empty_like(grad))
+        grad_z.mul_(torch.lt(z, high, out=torch.empty_like(grad))).mul_(grad)
     grad_theta = None
     if ctx.needs_input_grad[1]:
         shape = threshold.shape
