@@ -117,11 +117,8 @@ def test_ramp_bounds_round_like_tensor_arithmetic(theta, L, phi, dtype):
 @pytest.mark.parametrize("L", [3, 7, 8])
 def test_fused_cpu_gradient_equals_masked_reference_at_the_bounds(L):
     """Layer-wise θ on the CPU (hardtanh's fused backward) vs the mask path, float32, with z placed exactly on
-    and one ulp around both ends of the ramp: grad_z bit for bit, grad_θ to float32 rounding.
-
-    The fused θ gradient uses a = θ above the ramp; where z lies on the ramp's top end to within rounding, the
-    forward's level can still be L - 1 (z·L/θ + φ rounds to just below L): there Eq. 17 says 1 and the fused
-    form a/θ = (L-1)/L. The test checks that this is the whole difference."""
+    and one ulp around both ends of the ramp: grad_z bit for bit, grad_θ to float32 rounding (also where z is on
+    the ramp's top end but the forward's level rounds to L - 1: Eq. 17 says 1 there)."""
     torch.manual_seed(L)
     theta = torch.tensor(0.77, requires_grad=True)
     lo = -0.5 * theta.detach() / L
@@ -136,6 +133,14 @@ def test_fused_cpu_gradient_equals_masked_reference_at_the_bounds(L):
     out = qcfs(z.detach(), theta.detach(), L)
     above = (z.detach() >= hi).float()
     ref = (g * (inside * (out - z.detach()) / theta.detach() + above)).double().sum()
-    edge = above * (1 - out / theta.detach())  # 1 - a/θ where "above" but the level is still below L
-    assert int((edge != 0).sum()) <= 2
-    torch.testing.assert_close(theta.grad.double(), ref - (g * edge).double().sum(), rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(theta.grad.double(), ref, rtol=1e-5, atol=1e-4)
+
+
+def test_threshold_gradient_at_the_top_end_follows_eq17():
+    """z = θ with φ = 0 sits on the ramp's top end: Eq. 17 gives ∂a/∂θ = 1 even where z·L/θ rounds below L
+    (the case hypothesis found: θ = z = 2.673227855132109, L = 15, φ = 0)."""
+    for dtype in (torch.float64, torch.float32):
+        z = torch.tensor([2.673227855132109], dtype=dtype, requires_grad=True)
+        th = torch.tensor(2.673227855132109, dtype=dtype, requires_grad=True)
+        qcfs(z, th, 15, 0.0).sum().backward()
+        assert float(th.grad) == 1.0 and float(z.grad) == 0.0
