@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from torch import Tensor
+
 
 class SnnconvError(ValueError):
     """Base class of every error snnconv raises on bad input."""
@@ -28,3 +30,9 @@ class CheckpointError(SnnconvError):
 
 class TrainingDiverged(SnnconvError, RuntimeError):
     """The training loss (or a weight) became non-finite; no checkpoint was written for that epoch."""
+
+
+def count_not_positive(values: Tensor) -> int:
+    """How many entries are NaN, ±Inf or <= 0: thresholds and spike values must be finite and > 0 (a neuron with
+    θ <= 0 fires on every step). Shared by the neuron constructors, ``convert`` and ``simulate``."""
+    return int((values.isnan() | values.isinf() | (values <= 0)).sum())

@@ -35,7 +35,7 @@ import torch.fx as fx
 from torch import Tensor, nn
 
 from snnconv.convert.network import SpikingNetwork
-from snnconv.errors import SimulationError
+from snnconv.errors import SimulationError, count_not_positive
 from snnconv.layers.add import Add
 from snnconv.layers.analog import AnalogStage
 from snnconv.layers.bitserial import StepBias
@@ -260,10 +260,10 @@ def _check_neurons(snn: SpikingNetwork) -> None:
             value = getattr(mod, key, None)
             if not isinstance(value, Tensor) or not value.is_floating_point():
                 continue
-            bad = ~torch.isfinite(value) | (value <= 0)
-            if bool(bad.any()):
+            bad = count_not_positive(value)
+            if bad:
                 raise SimulationError(
-                    f"simulate: spiking layer '{name}' ({type(mod).__name__}) has {int(bad.sum())} {key} value(s) "
+                    f"simulate: spiking layer '{name}' ({type(mod).__name__}) has {bad} {key} value(s) "
                     f"that are not finite and > 0 (min {float(value.min()):.4g}); a neuron with θ <= 0 fires on "
                     "every step: convert the ANN again instead of editing thresholds, or fix them"
                 )

@@ -29,7 +29,7 @@ from snnconv.convert.fold_bn import fold_bn
 from snnconv.convert.methods import register_method
 from snnconv.convert.network import SpikingNetwork
 from snnconv.convert.trace import set_module, trace
-from snnconv.errors import ConversionError
+from snnconv.errors import ConversionError, count_not_positive
 from snnconv.functional.bitserial import bit_step_values, clamp_value, ldexp, min_bits
 from snnconv.layers.analog import Analog, SumAnalog
 from snnconv.layers.bitserial import (
@@ -111,7 +111,7 @@ def plan_levels(
                 f"(needs 2^T - 1 >= L); valid: T >= {need[name]} (smallest exact T = {need[name]}: L = 2^T - 1 "
                 "converts with T bits, L = 2^T needs one more bit and the clamp u <= λ), or pass exact=False"
             )
-        if not bool(torch.isfinite(lam).all()) or bool((lam <= 0).any()):
+        if count_not_positive(lam):
             raise ConversionError(f"bitserial: layer '{name}' has a non-positive or non-finite threshold λ")
         bits = max(T, need[name])
         delta = lam / L

@@ -6,7 +6,6 @@ import copy
 import inspect
 from collections.abc import Callable
 
-import torch
 import torch.fx as fx
 from torch import nn
 
@@ -14,7 +13,7 @@ from snnconv.convert.check import check_convertible
 from snnconv.convert.fold_bn import fold_bn
 from snnconv.convert.network import SpikingNetwork
 from snnconv.convert.trace import set_module, trace
-from snnconv.errors import ConversionError, RegistryError
+from snnconv.errors import ConversionError, RegistryError, count_not_positive
 from snnconv.layers.analog import Analog, RateAnalog
 from snnconv.layers.calibrated import Calibration
 from snnconv.layers.neuron import IFNeuron
@@ -117,10 +116,10 @@ def check_thresholds(ann: nn.Module) -> None:
         if not isinstance(m, QCFS):
             continue
         theta = m.theta().detach()
-        bad = ~torch.isfinite(theta) | (theta <= 0)
-        if bool(bad.any()):
+        bad = count_not_positive(theta)
+        if bad:
             raise ConversionError(
-                f"layer '{name}' (QCFS) has {int(bad.sum())} of {theta.numel()} thresholds that are not finite "
+                f"layer '{name}' (QCFS) has {bad} of {theta.numel()} thresholds that are not finite "
                 f"and > 0 (min {float(theta.min()):.4g}); an IF neuron needs θ > 0: retrain with positive "
                 "thresholds (make_act('qcfs-softplus') keeps them > 0) or check the checkpoint's QCFS thresholds"
             )

@@ -11,7 +11,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from snnconv.errors import SimulationError, SnnconvError
+from snnconv.errors import SimulationError, SnnconvError, count_not_positive
 from snnconv.functional.bitserial import (
     bitserial_fire,
     bitserial_potential,
@@ -44,7 +44,7 @@ class BitSerialNeuron(SpikingNeuron):
 
     def __init__(self, step_values: Tensor, v0: Tensor, clamp: Tensor | None = None) -> None:
         super().__init__()
-        if not bool((step_values > 0).all()) or not bool(torch.isfinite(step_values).all()):
+        if count_not_positive(step_values):
             raise SnnconvError("BitSerialNeuron: step values (thresholds) must be finite and > 0")
         self.register_buffer("step_values", step_values.detach().clone())
         self.register_buffer("v0", torch.as_tensor(v0).detach().clone())

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from snnconv.errors import SnnconvError
+from snnconv.errors import SnnconvError, count_not_positive
 from snnconv.functional.calif import ROUNDINGS, Rounding, calif_scan
 from snnconv.layers.channels import channel_view
 from snnconv.layers.neuron import SpikingNeuron
@@ -45,7 +45,7 @@ class CalifNeuron(SpikingNeuron):
     ) -> None:
         super().__init__()
         threshold = _param(threshold, "threshold")
-        if not bool(torch.isfinite(threshold).all()) or bool((threshold <= 0).any()):
+        if count_not_positive(threshold):
             raise SnnconvError("CalifNeuron: thresholds must be finite and > 0")
         if rounding not in ROUNDINGS:
             raise SnnconvError(f"CalifNeuron: rounding must be one of {ROUNDINGS}, got {rounding!r}")

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from snnconv.errors import SnnconvError
+from snnconv.errors import SnnconvError, count_not_positive
 from snnconv.functional.if_neuron import IFState, if_init, if_scan, if_scan_values, if_step
 from snnconv.layers.channels import channel_view
 
@@ -73,7 +73,7 @@ class IFNeuron(SpikingNeuron):
         threshold = threshold.detach().clone()
         if threshold.dim() > 1:
             raise SnnconvError(f"IFNeuron: threshold must be a scalar or (C,), got shape {tuple(threshold.shape)}")
-        if not bool(torch.isfinite(threshold).all()) or bool((threshold <= 0).any()):
+        if count_not_positive(threshold):
             raise SnnconvError(
                 f"IFNeuron: thresholds must be finite and > 0 (min {float(threshold.min()):.4g}); "
                 "train with positive='softplus' or check the source model's QCFS thresholds"
