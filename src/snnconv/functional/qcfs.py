@@ -121,17 +121,16 @@ def _ramp_bounds(threshold: Tensor, levels: int, shift: float) -> tuple[float, f
 
 
 class _QCFSFunction(torch.autograd.Function):
+    # forward(ctx, ...) rather than a separate setup_context: with setup_context, every apply() binds its
+    # arguments through inspect.signature (~40 µs a call, 19 calls per ResNet-20 step; issue 8)
     @staticmethod
-    def forward(z: Tensor, threshold: Tensor, levels: int, shift: float) -> Tensor:  # type: ignore[override]
-        return qcfs_forward(z, threshold, levels, shift)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):  # type: ignore[override]
-        z, threshold, levels, shift = inputs
-        ctx.save_for_backward(z, threshold, output)
+    def forward(ctx, z: Tensor, threshold: Tensor, levels: int, shift: float) -> Tensor:  # type: ignore[override]
+        out = qcfs_forward(z, threshold, levels, shift)
+        ctx.save_for_backward(z, threshold, out)
         ctx.levels = levels
         ctx.shift = shift
         ctx.bounds = _ramp_bounds(threshold, levels, shift) if ctx.needs_input_grad[0] else None
+        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
