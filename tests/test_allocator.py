@@ -21,7 +21,7 @@ def test_glibc_takes_the_settings_and_tensors_still_work():
 
 
 @pytest.mark.parametrize("kwargs", [{"mmap_threshold": -1}, {"trim_threshold": 1.5}, {"mmap_threshold": 1 << 26},
-                                    {"mmap_threshold": True}])  # fmt: skip
+                                    {"mmap_threshold": True}, {"trim_threshold": 1 << 32}])  # fmt: skip
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(SnnconvError, match="tune_cpu_allocator"):
         tune_cpu_allocator(**kwargs)

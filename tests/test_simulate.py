@@ -239,3 +239,33 @@ def test_in_place_paths_respect_hooks_and_shared_values(monkeypatch):
     spikes_in, _, _ = act1.scan_counted(cur, act1.init_state(cur[0]))
     assert len(kept) == 1 and torch.equal(kept[0], fc2(spikes_in.reshape(T * 4, 6)))
     assert float(plain.spike_counts["act2"].sum()) > 0 and float(plain.spike_counts["act3"].sum()) > 0
+
+
+def test_in_place_addition_still_runs_pre_hooks():
+    """A forward pre-hook on a residual Add (or a global one) sees and may change its inputs: the in-place add is
+    not used then, and the result is what calling the module gives."""
+    from snnconv.layers.add import Add
+
+    class Res(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc0, self.act0 = nn.Linear(5, 5), QCFS(4, threshold=1.0)
+            self.fc1, self.fc2, self.add = nn.Linear(5, 5), nn.Linear(5, 5), Add()
+            self.act, self.out = QCFS(4, threshold=0.8), nn.Linear(5, 2)
+
+        def forward(self, x):
+            s = self.act0(self.fc0(x))
+            return self.out(self.act(self.add(self.fc1(s), self.fc2(s))))
+
+    torch.manual_seed(0)
+    snn = convert(Res())
+    x = torch.randn(3, 5) * 2
+    plain = simulate(snn, x, 4)
+    add = snn.graph.get_submodule("add")
+    calls = []
+    handle = add.register_forward_pre_hook(lambda m, args: calls.append(1) or (args[0] * 0, args[1]))
+    hooked = simulate(snn, x, 4)
+    handle.remove()
+    assert calls and not torch.equal(hooked.logits, plain.logits)  # the hook ran and changed the input
+    zeroed = simulate(snn, x, 4)  # hooks gone: back to the plain result
+    torch.testing.assert_close(zeroed.logits, plain.logits, rtol=0, atol=0)

@@ -30,6 +30,7 @@ DEFAULT_MMAP_THRESHOLD = 32 * 2**20
 DEFAULT_TRIM_THRESHOLD = 2**30
 _M_TRIM_THRESHOLD = -1  # <malloc.h>
 _M_MMAP_THRESHOLD = -3
+_INT_MAX = 2**31 - 1  # mallopt(int param, int value)
 ENV = "SNNCONV_MALLOC"
 
 
@@ -40,7 +41,11 @@ def _glibc() -> ctypes.CDLL | None:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
         return None
-    return libc if hasattr(libc, "mallopt") else None
+    if not hasattr(libc, "mallopt"):
+        return None
+    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]  # no silent truncation of Python ints
+    libc.mallopt.restype = ctypes.c_int
+    return libc
 
 
 def tune_cpu_allocator(
@@ -51,6 +56,10 @@ def tune_cpu_allocator(
     for name, value in (("mmap_threshold", mmap_threshold), ("trim_threshold", trim_threshold)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise SnnconvError(f"tune_cpu_allocator: {name} must be a non-negative number of bytes, got {value!r}")
+    if trim_threshold > _INT_MAX:
+        raise SnnconvError(
+            f"tune_cpu_allocator: trim_threshold={trim_threshold} does not fit mallopt's int (at most {_INT_MAX} bytes)"
+        )
     if mmap_threshold > DEFAULT_MMAP_THRESHOLD:
         raise SnnconvError(
             f"tune_cpu_allocator: mmap_threshold={mmap_threshold} is above glibc's limit of {DEFAULT_MMAP_THRESHOLD} "

@@ -187,7 +187,10 @@ _FRESH_OUTPUT = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.pooling._AvgPool
 
 
 def _hooked(mod: nn.Module) -> bool:
-    return bool(mod._forward_hooks) or bool(nn.modules.module._global_forward_hooks)
+    """Forward hooks may keep a layer's output, pre-hooks change its inputs: either rules out an in-place path."""
+    g = nn.modules.module
+    return bool(mod._forward_hooks or mod._forward_pre_hooks or g._global_forward_hooks
+                or g._global_forward_pre_hooks)  # fmt: skip
 
 
 def _owned(program: _Program, producer: Any) -> bool:

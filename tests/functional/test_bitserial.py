@@ -179,3 +179,22 @@ def test_fused_scan_equals_fire_of_potential(T, C, seed, per_channel, clamped, c
     for v, c in ((values, counts), (over, counts2)):
         assert torch.equal(v, ref)
         assert torch.equal(c, torch.count_nonzero(ref.reshape(T, -1), dim=1).double())
+
+
+@pytest.mark.parametrize("case", ["float64 step", "float64 clamp", "broadcast step", "plain"])
+def test_quantize_codes_in_place_path_equals_the_formula(case):
+    """The no-autograd in-place path is taken only where it cannot change dtype or shape; otherwise the plain
+    formula runs: the result always equals clip(floor(min(z + v0, clamp)/Δ), 0, K)."""
+    torch.manual_seed(0)
+    z = torch.randn(2, 4, 3, 3)
+    step, v0, clamp = torch.tensor(0.3), torch.tensor(0.15), torch.tensor(2.0)
+    if case == "float64 step":
+        step = step.double()
+    elif case == "float64 clamp":
+        clamp = clamp.double()
+    elif case == "broadcast step":
+        step = torch.full((1, 2, 4, 1, 1), 0.3)
+    expected = torch.clamp(torch.floor(torch.minimum(z + v0, clamp) / step), 0, 7)
+    with torch.no_grad():
+        got = quantize_codes(z, step, v0, 7, clamp)
+    assert got.dtype == expected.dtype and got.shape == expected.shape and torch.equal(got, expected)

@@ -144,3 +144,12 @@ def test_threshold_gradient_at_the_top_end_follows_eq17():
         th = torch.tensor(2.673227855132109, dtype=dtype, requires_grad=True)
         qcfs(z, th, 15, 0.0).sum().backward()
         assert float(th.grad) == 1.0 and float(z.grad) == 0.0
+
+
+def test_nan_upstream_gradient_stays_visible_in_the_threshold_gradient():
+    """The fused CPU backward zeroes grad_z outside the ramp even for NaN upstream gradients, but the threshold
+    gradient turns NaN, so a diverged step still shows (the trainer checks weights and loss)."""
+    z = torch.linspace(-2, 3, 50, requires_grad=True)
+    th = torch.tensor(1.0, requires_grad=True)
+    qcfs(z, th, 4).backward(torch.full((50,), float("nan")))
+    assert bool(th.grad.isnan())

@@ -151,12 +151,20 @@ def quantize_codes(z: Tensor, step: Tensor, v0: Tensor, max_code: int, clamp: Te
         if clamp is not None:
             u = torch.minimum(u, clamp)
         return torch.clamp(torch.floor(u / step), 0, max_code)
-    if u.shape != z.shape or u.dtype != z.dtype:  # broadcasting grew it: out-of-place, as above
+    others = (step,) if clamp is None else (step, clamp)
+    if u.shape != z.shape or any(not _fits(t, u) for t in others):  # promotion or broadcasting: as above
         u = u if clamp is None else torch.minimum(u, clamp)
         return torch.clamp(torch.floor(u / step), 0, max_code)
     if clamp is not None:
         torch.minimum(u, clamp, out=u)
     return u.div_(step).floor_().clamp_(0, max_code)
+
+
+def _fits(t: Tensor, like: Tensor) -> bool:
+    """``t`` combines with ``like`` in place: same dtype, and it broadcasts to ``like``'s shape without growing it."""
+    if t.dtype != like.dtype or t.dim() > like.dim():
+        return False
+    return all(a in (1, b) for a, b in zip(reversed(t.shape), reversed(like.shape), strict=False))
 
 
 def bit_planes(codes: Tensor, steps: int) -> Tensor:

@@ -84,6 +84,8 @@ def _fast_backward(ctx, grad: Tensor, z: Tensor, threshold: Tensor, out: Tensor)
     tensors share a layout: fresh temporaries page-fault on CPU (the plain version was 15x slower than ReLU's
     backward, issue 8). The above-the-ramp sum is taken on z, as Eq. 17 defines it: where z sits on the ramp's top
     end to within rounding, the forward's level can still be L - 1, so a shortcut through a = θ would be off there.
+    Non-finite values: on the fused path grad_z outside the ramp is 0 even for a NaN/Inf upstream gradient (the
+    mask path gives NaN there); the θ gradient still turns NaN, so a diverged step stays visible to the trainer.
     """
     if ctx.bounds is not None:
         high: Tensor | float = ctx.bounds[1]
