@@ -180,6 +180,11 @@ class _Program:
                     seen.add(a)
                     self.free_after[n].append(a.name)
 
+    def overwrite(self, node: fx.Node) -> dict[str, bool]:
+        """Keyword arguments for a neuron's ``scan_counted`` / a layer's ``seq``: ``overwrite=True`` where the
+        engine owns the input (layers that do not take the flag are never passed it)."""
+        return {"overwrite": True} if node in self.donated else {}
+
 
 #: layers whose output is a new tensor (never a view of an input): a neuron may overwrite it when it is its only user
 _FRESH_OUTPUT = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.pooling._AvgPoolNd, nn.modules.batchnorm._BatchNorm,
@@ -316,10 +321,7 @@ def simulate(
             neurons[key] = cur[0][0].numel()
         # step by step, cur is [1, B, ...]: the neuron advances one step (its scan over one step is its step
         # function, tested bit for bit against ``step``); layer by layer it scans the whole chunk
-        if node in program.donated:
-            values, states[key], step_counts = mod.scan_counted(cur, states[key], overwrite=True)
-        else:
-            values, states[key], step_counts = mod.scan_counted(cur, states[key])
+        values, states[key], step_counts = mod.scan_counted(cur, states[key], **program.overwrite(node))
         if record:
             counts[key][start : start + cur.shape[0]] += step_counts.to(counts[key].dtype)
         return values
@@ -512,9 +514,7 @@ def _run_node(
         else:
             cur = inp.data.unsqueeze(0).expand(steps, *inp.data.shape)
         if isinstance(mod, TimeAware):
-            if node in program.donated:
-                return _Seq(_fold(_guard(node, lambda: mod.seq(cur, start, T, overwrite=True))))
-            return _Seq(_fold(_guard(node, lambda: mod.seq(cur, start, T))))
+            return _Seq(_fold(_guard(node, lambda: mod.seq(cur, start, T, **program.overwrite(node)))))
         return _Seq(_fold(_guard(node, lambda: neuron_call(node, mod, cur))))
     temporal = _has(args, _Seq) or _has(kwargs, _Seq)
     batch = temporal or _has(args, _Static) or _has(kwargs, _Static)

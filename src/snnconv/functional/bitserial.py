@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from snnconv.errors import SnnconvError
-from snnconv.functional.if_neuron import fire_into
+from snnconv.functional.if_neuron import empty_steps, fire_into, step_format
 
 __all__ = [
     "bit_planes",
@@ -77,11 +77,7 @@ def bitserial_potential(currents: Tensor, v0: Tensor, clamp: Tensor | None = Non
 
     u keeps the memory layout of one step (the sum over T returns row-major even for channels-last steps; mixing
     layouts made every later elementwise pass ~20x slower, issue 8)."""
-    u = currents.sum(0)
-    step = currents[0]
-    if step.dim() == 4 and not step.is_contiguous() and step.is_contiguous(memory_format=torch.channels_last):
-        u = u.contiguous(memory_format=torch.channels_last)
-    u = u + v0
+    u = currents.sum(0).contiguous(memory_format=step_format(currents[0])) + v0
     return torch.minimum(u, clamp) if clamp is not None else u
 
 
@@ -112,12 +108,7 @@ def bitserial_scan_values(
     """
     u = bitserial_potential(currents, v0, clamp)
     w = per_step(step_values, u.dim() + 1)
-    if overwrite and w.shape[0] == currents.shape[0]:
-        out = currents
-    else:
-        out = torch.empty((w.shape[0], *u.shape), dtype=u.dtype, device=u.device)
-        if u.dim() == 4 and not u.is_contiguous() and u.is_contiguous(memory_format=torch.channels_last):
-            out = out.view(-1, *u.shape[1:]).contiguous(memory_format=torch.channels_last).view(out.shape)
+    out = currents if overwrite and w.shape[0] == currents.shape[0] else empty_steps(w.shape[0], u)
     counts = torch.empty(w.shape[0], dtype=torch.float64, device=u.device)
     per_sample = tuple(range(1, u.dim()))
     for t in range(w.shape[0]):
@@ -147,12 +138,9 @@ def quantize_codes(z: Tensor, step: Tensor, v0: Tensor, max_code: int, clamp: Te
     Without autograd the same operations run in place on the one new tensor (bit-identical, fewer passes: this is
     the baseline the bit-serial SNN is timed against)."""
     u = z + v0
-    if torch.is_grad_enabled() and (z.requires_grad or step.requires_grad or v0.requires_grad):
-        if clamp is not None:
-            u = torch.minimum(u, clamp)
-        return torch.clamp(torch.floor(u / step), 0, max_code)
     others = (step,) if clamp is None else (step, clamp)
-    if u.shape != z.shape or any(not _fits(t, u) for t in others):  # promotion or broadcasting: as above
+    tracked = torch.is_grad_enabled() and any(t.requires_grad for t in (z, v0, *others))
+    if tracked or not all(_fits(t, u) for t in others):  # autograd, promotion or broadcasting: out of place
         u = u if clamp is None else torch.minimum(u, clamp)
         return torch.clamp(torch.floor(u / step), 0, max_code)
     if clamp is not None:

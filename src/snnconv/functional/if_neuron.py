@@ -18,33 +18,37 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["IFState", "fire_into", "if_init", "if_step", "if_scan", "if_scan_values"]
+__all__ = ["IFState", "empty_steps", "fire_into", "if_init", "if_step", "if_scan", "if_scan_values", "step_format"]
 
 
 class IFState(NamedTuple):
     v: Tensor  # membrane potential after the last step
 
 
-def _format(like: Tensor) -> torch.memory_format:
+def step_format(like: Tensor) -> torch.memory_format:
     """channels-last for a 4-D tensor stored that way (and not also plain contiguous), else contiguous."""
     if like.dim() == 4 and not like.is_contiguous() and like.is_contiguous(memory_format=torch.channels_last):
         return torch.channels_last
     return torch.contiguous_format
 
 
+def empty_steps(steps: int, like: Tensor) -> Tensor:
+    """An uninitialised [steps, *like.shape] buffer whose every step has the layout of ``like`` (one step, [B, ...])."""
+    folded = (steps * like.shape[0], *like.shape[1:])
+    buf = torch.empty(folded, dtype=like.dtype, device=like.device, memory_format=step_format(like))
+    return buf.view(steps, *like.shape)
+
+
 def _empty_steps(currents: Tensor) -> Tensor:
-    """An uninitialised [T, ...] buffer like ``currents`` whose every step has the layout of ``currents[0]``."""
+    """An uninitialised buffer like the [T, ...] ``currents`` whose every step has the layout of ``currents[0]``."""
     if currents.shape[0] == 0 or currents.dim() < 2:
         return torch.empty(currents.shape, dtype=currents.dtype, device=currents.device)
-    one = currents[0]
-    folded = (currents.shape[0] * one.shape[0], *one.shape[1:])
-    steps = torch.empty(folded, dtype=currents.dtype, device=currents.device, memory_format=_format(one))
-    return steps.view(currents.shape)
+    return empty_steps(currents.shape[0], currents[0])
 
 
 def if_init(like: Tensor, threshold: Tensor, phi: float = 0.5) -> IFState:
     """v(0) = φ·θ, broadcast to the shape (and memory layout) of one step's current ``like``."""
-    v = torch.empty(like.shape, dtype=like.dtype, device=like.device, memory_format=_format(like))
+    v = torch.empty(like.shape, dtype=like.dtype, device=like.device, memory_format=step_format(like))
     return IFState(v=v.copy_((threshold * phi).expand_as(like)))
 
 

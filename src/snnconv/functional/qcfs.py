@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from snnconv.errors import SnnconvError
+from snnconv.functional.if_neuron import step_format
 
 __all__ = ["qcfs", "qcfs_forward", "qcfs_backward", "qcfs_levels"]
 
@@ -59,7 +60,7 @@ def _flat(t: Tensor) -> Tensor | None:
     """A 1-D view of a dense tensor (row-major or channels-last), or None (then products are summed instead)."""
     if t.is_contiguous():
         return t.view(-1)
-    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
+    if step_format(t) == torch.channels_last:
         return t.permute(0, 2, 3, 1).reshape(-1)  # a view: NHWC order is the storage order
     return None
 
