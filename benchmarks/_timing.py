@@ -145,6 +145,14 @@ def rss_subprocess(script: str | Path, args: Sequence[str]) -> float | None:
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"]
 
 
+def _native_kernels() -> str:
+    """Which implementation the CPU runs used for QCFS and the IF scan: the fused C++ kernels of
+    ``snnconv.native`` or the PyTorch paths (``SNNCONV_NATIVE=0``, or no compiler)."""
+    from snnconv.native import available
+
+    return "native C++ (snnconv.native)" if available() else "PyTorch ops"
+
+
 def machine(threads: int, device: str = "cpu") -> dict[str, Any]:
     """What the numbers were measured on, including the load average at the time."""
     info: dict[str, Any] = {
@@ -155,6 +163,7 @@ def machine(threads: int, device: str = "cpu") -> dict[str, Any]:
         "load_average": os.getloadavg(),
         "device": device,
         "allocator": ALLOCATOR,
+        "native_kernels": _native_kernels(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
     if torch.device(device).type == "cuda" and torch.cuda.is_available():

@@ -9,7 +9,8 @@ relu / qcfs / csqcfs, trained for ``--steps`` SGD steps (forward, cross-entropy,
 QCFS thresholds are trained too) on a fixed random CIFAR-shaped batch. Setups are interleaved within every
 repeat after a warm-up (``_timing.interleaved``); the overhead is the median over repeats of the per-repeat time
 ratio. Targets: QCFS / ReLU <= 1.05 (issue 8); seed 002 reports CS-QCFS / QCFS = 1.0165 (+1.65 %).
-Results: a table on stdout and ``benchmarks/results/train_overhead.json``.
+Results: a table on stdout and ``benchmarks/results/train_overhead.json`` (``train_overhead_pytorch-qcfs.json``
+with ``SNNCONV_NATIVE=0``, which times QCFS's PyTorch path instead of the fused C++ kernel).
 """
 
 from __future__ import annotations
@@ -79,11 +80,13 @@ def main() -> None:
         rows.append([model, ms["relu"], ms["qcfs"], ms["csqcfs"], f"{q_relu:.3f}", f"{cs_q:.3f}"])
     info = machine(args.threads, args.device)
     print(f"batch {args.batch}, {args.steps} steps per run, {args.repeats} repeats, {args.threads} threads, "
-          f"{args.device}, load average {', '.join(f'{v:.1f}' for v in info['load_average'])}")  # fmt: skip
+          f"{args.device}, QCFS: {info['native_kernels']}, "
+          f"load average {', '.join(f'{v:.1f}' for v in info['load_average'])}")  # fmt: skip
     print(table(["model", "ReLU ms/step", "QCFS ms/step", "CS-QCFS ms/step", "QCFS / ReLU", "CS-QCFS / QCFS"], rows))
     meta = {"batch": args.batch, "levels": args.levels, "steps": args.steps, "repeats": args.repeats,
             "machine": info, "targets": {"qcfs_over_relu": 1.05, "csqcfs_over_qcfs_seed002": 1.0165}}  # fmt: skip
-    print(f"wrote {write_json('train_overhead.json', meta, records)}")
+    name = "train_overhead.json" if info["native_kernels"].startswith("native") else "train_overhead_pytorch-qcfs.json"
+    print(f"wrote {write_json(name, meta, records)}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 
 from snnconv import QCFS, qcfs
 from snnconv.functional.qcfs import qcfs_levels
-from snnconv.native import native_qcfs, use_native
+from snnconv.native import available, use_native
 
 
 @pytest.fixture(scope="module", params=["native", "torch"], autouse=True)
@@ -15,7 +15,7 @@ def qcfs_path(request):
     """Every test here runs on both paths: the fused C++ kernel and the PyTorch autograd function."""
     with use_native(request.param == "native"):
         if request.param == "native":
-            assert native_qcfs(), "the native QCFS kernel did not build (see the warning)"
+            assert available(), "the native QCFS kernel did not build (see the warning)"
         yield request.param
 
 

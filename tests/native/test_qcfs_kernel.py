@@ -10,13 +10,13 @@ from hypothesis import given, settings
 
 import snnconv.native as native
 from snnconv.errors import SnnconvError
-from snnconv.functional.qcfs import _native_fits, qcfs
-from snnconv.native import build_library, native_qcfs, use_native
+from snnconv.functional.qcfs import qcfs
+from snnconv.native import available, build_library, use_native
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _built():
-    assert native_qcfs(), "the native QCFS kernel did not build (see the warning)"
+    assert available(), "the native QCFS kernel did not build (see the warning)"
 
 
 def _run(z, theta, levels, shift, grad, *, on):
@@ -25,7 +25,7 @@ def _run(z, theta, levels, shift, grad, *, on):
     th = theta.detach().clone().requires_grad_()
     view = th.view(-1, *([1] * (z.dim() - 2))) if th.dim() else th
     with use_native(on):
-        assert _native_fits(z, view) or not on or th.dim() == 0
+        assert native.fits(z, view) or not on or th.dim() == 0
         out = qcfs(z, view, levels, shift)
         out.backward(grad)
     return out.detach(), z.grad, th.grad
@@ -115,7 +115,7 @@ def test_upstream_gradient_in_another_layout_or_dtype_is_used_as_is():
     ],
 )
 def test_arguments_outside_the_kernel_take_the_pytorch_path(z, theta):
-    assert not _native_fits(z, theta)
+    assert not native.fits(z, theta)
     with use_native(True):
         out = qcfs(z, theta, 4)
     with use_native(False):
@@ -174,8 +174,8 @@ def fresh_state(monkeypatch):
 def test_auto_mode_warns_once_and_falls_back(fresh_state):
     fresh_state.setenv("SNNCONV_NATIVE", "auto")
     with pytest.warns(RuntimeWarning, match="PyTorch path"):
-        assert native_qcfs() is False
-    assert native_qcfs() is False  # decided once: no second warning, no second build
+        assert available() is False
+    assert available() is False  # decided once: no second warning, no second build
     z = torch.randn(4, 3, requires_grad=True)
     qcfs(z, 1.0, 4).sum().backward()
     assert z.grad is not None
@@ -184,11 +184,11 @@ def test_auto_mode_warns_once_and_falls_back(fresh_state):
 def test_required_mode_raises_and_off_mode_never_builds(fresh_state):
     fresh_state.setenv("SNNCONV_NATIVE", "1")
     with pytest.raises(SnnconvError, match="SNNCONV_NATIVE=1"):
-        native_qcfs()
+        available()
     fresh_state.setitem(native._state, "loaded", None)
     fresh_state.setenv("SNNCONV_NATIVE", "0")
-    assert native_qcfs() is False
+    assert available() is False
     fresh_state.setitem(native._state, "loaded", None)
     fresh_state.setenv("SNNCONV_NATIVE", "yes")
     with pytest.raises(SnnconvError, match="auto, 0 or 1"):
-        native_qcfs()
+        available()

@@ -18,6 +18,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from snnconv import native
+
 __all__ = ["IFState", "empty_steps", "fire_into", "if_init", "if_step", "if_scan", "if_scan_values", "step_format"]
 
 
@@ -89,12 +91,34 @@ def if_scan_values(
     """
     v = state.v if overwrite else state.v.clone()
     out = currents if overwrite else _empty_steps(currents)
+    if _native_scan(currents, v, threshold, out):  # the same arithmetic fused in C++ (snnconv.native)
+        return out, IFState(v=v), torch.ops.snnconv.if_scan_(out, currents, v, threshold)
     counts = torch.empty(currents.shape[0], dtype=torch.float64, device=currents.device)
     per_sample = tuple(range(1, currents.dim() - 1))  # every dim of a step but the batch (any memory layout)
     for t in range(currents.shape[0]):
         v.add_(currents[t])
         counts[t] = fire_into(out[t], v, threshold, per_sample)
     return out, IFState(v=v), counts
+
+
+def _native_scan(currents: Tensor, v: Tensor, threshold: Tensor, out: Tensor) -> bool:
+    """Whether ``snnconv.native``'s fused scan covers these buffers: one dense layout per step shared by the
+    currents, the outputs and the potential, no autograd, and a kernel the machine could build."""
+    if currents.dim() < 2 or currents.shape[0] == 0 or v.dtype != currents.dtype:
+        return False
+    if torch.is_grad_enabled() and (currents.requires_grad or v.requires_grad or threshold.requires_grad):
+        return False
+    step = currents[0]
+    if currents.shape[0] > 1 and currents.stride(0) != step.numel():
+        return False
+    if not (_same_order(out, currents) and _same_order(v, step)):
+        return False
+    return native.fits(step, threshold) and native.available()
+
+
+def _same_order(a: Tensor, b: Tensor) -> bool:
+    """Same shape and the same storage order (strides of size-1 dims do not matter)."""
+    return a.shape == b.shape and all(n == 1 or x == y for n, x, y in zip(a.shape, a.stride(), b.stride(), strict=True))
 
 
 def fire_into(out: Tensor, v: Tensor, threshold: Tensor, per_sample: tuple[int, ...]) -> Tensor:

@@ -19,7 +19,8 @@ from torch import Tensor
 
 from snnconv.errors import SnnconvError
 from snnconv.functional.if_neuron import step_format
-from snnconv.native import native_qcfs
+from snnconv.native import available as native_available
+from snnconv.native import fits as native_fits
 
 __all__ = ["qcfs", "qcfs_forward", "qcfs_backward", "qcfs_levels"]
 
@@ -147,25 +148,6 @@ class _QCFSFunction(torch.autograd.Function):
         return grad_z, grad_theta, None, None
 
 
-_NATIVE_DTYPES = (torch.float32, torch.float64)
-
-
-def _native_fits(z: Tensor, threshold: Tensor) -> bool:
-    """Whether the fused C++ kernel (``snnconv.native``) covers these arguments: CPU float32/float64, one θ or
-    one θ per channel of dim 1, a row-major or channels-last z, no compiler tracing."""
-    if z.device.type != "cpu" or z.dtype not in _NATIVE_DTYPES or threshold.dtype != z.dtype:
-        return False
-    if threshold.device.type != "cpu" or threshold.dim() > z.dim() or torch.compiler.is_compiling():
-        return False
-    if not z.is_contiguous() and not (z.dim() == 4 and z.is_contiguous(memory_format=torch.channels_last)):
-        return False
-    if threshold.numel() == 1:
-        return True
-    # a channel-wise θ broadcast over the trailing dims: its (C) axis must face z's dim 1, all others 1
-    axis = 1 - (z.dim() - threshold.dim())
-    return z.dim() >= 2 and 0 <= axis and threshold.shape[axis] == z.shape[1] == threshold.numel()
-
-
 def qcfs(z: Tensor, threshold: Tensor | float, levels: int, shift: float = 0.5) -> Tensor:
     """QCFS activation with straight-through gradients for ``z`` and ``threshold`` (seed 004 Eq. 15/17).
 
@@ -175,6 +157,6 @@ def qcfs(z: Tensor, threshold: Tensor | float, levels: int, shift: float = 0.5) 
         raise SnnconvError(f"qcfs: levels must be a positive integer, got {levels!r}")
     if not isinstance(threshold, Tensor):
         threshold = torch.tensor(float(threshold), dtype=z.dtype, device=z.device)
-    if _native_fits(z, threshold) and native_qcfs():
+    if native_fits(z, threshold) and native_available():
         return torch.ops.snnconv.qcfs(z, threshold, levels, float(shift))
     return _QCFSFunction.apply(z, threshold, levels, float(shift))

@@ -1,10 +1,11 @@
-"""Optional native CPU kernels: the fused QCFS activation (``qcfs_cpu.cpp``, op ``torch.ops.snnconv.qcfs``).
+"""Optional native CPU kernels: the fused QCFS activation (``qcfs_cpu.cpp``, op ``torch.ops.snnconv.qcfs``) and
+the fused integrate-and-fire scan (``if_cpu.cpp``, op ``torch.ops.snnconv.if_scan_``).
 
 Built on first use with the machine's C++ compiler (``$CXX``, else ``c++``; ~20 s once) against the installed
 torch, cached as ``<cache>/snnconv_native-<hash>.so`` (``$SNNCONV_CACHE_DIR``, else ``~/.cache/snnconv/native``;
-the hash covers the source, flags, torch version, compiler and CPU), written atomically, loaded with
-``torch.ops.load_library``. Its forward is bit-identical to the PyTorch path and its gradients follow the same
-Eq. 17 (θ sums rounded differently); it makes QCFS training on the CPU 1.1-1.2x faster (issue 8).
+the hash covers the sources, flags, torch version, compiler and CPU), written atomically, loaded with
+``torch.ops.load_library``. The QCFS forward and the IF scan are bit-identical to the PyTorch paths; QCFS's
+gradients follow the same Eq. 17 (θ sums rounded differently). Measured in benchmarks/README.md (issue 8).
 
 ``SNNCONV_NATIVE``: ``auto`` (default: use it where it builds, else warn once and use the PyTorch path),
 ``0`` (never), ``1`` (required: raise if it cannot be built). ``use_native(False)`` switches it off in-process.
@@ -25,12 +26,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from snnconv.errors import SnnconvError
 
-__all__ = ["build_library", "native_qcfs", "use_native"]
+__all__ = ["available", "build_library", "fits", "use_native"]
 
-SOURCE = Path(__file__).with_name("qcfs_cpu.cpp")
+HERE = Path(__file__).parent
+SOURCES = (HERE / "qcfs_cpu.cpp", HERE / "if_cpu.cpp")
+HEADERS = (HERE / "layout.h",)
 FLAGS = ("-O3", "-std=c++20", "-shared", "-fPIC", "-fopenmp", "-ffp-contract=off", "-fno-trapping-math")
 _state: dict[str, bool | None] = {"loaded": None, "enabled": True}
 
@@ -56,7 +60,7 @@ def _command(cxx: str, out: Path) -> list[str]:
     lib = torch_dir / "lib"
     abi = f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"
     includes = ["-isystem", str(torch_dir / "include"), "-isystem", str(torch_dir / "include/torch/csrc/api/include")]
-    return [cxx, *FLAGS, *_arch_flags(), abi, *includes, str(SOURCE), "-o", str(out),
+    return [cxx, *FLAGS, *_arch_flags(), abi, *includes, *map(str, SOURCES), "-o", str(out),
             f"-L{lib}", "-lc10", "-ltorch_cpu", "-ltorch", f"-Wl,-rpath,{lib}"]  # fmt: skip
 
 
@@ -65,18 +69,18 @@ def _cache_dir() -> Path:
 
 
 def build_library(cache_dir: Path | None = None, cxx: str | None = None) -> Path:
-    """Compile ``qcfs_cpu.cpp`` (once per source/flags/torch/compiler/CPU) and return the shared library's path."""
+    """Compile the kernels (once per sources/flags/torch/compiler/CPU) and return the shared library's path."""
     cxx = cxx or os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
     if not cxx:
         raise SnnconvError("snnconv native kernels: no C++ compiler found (install g++ or set CXX)")
     cache_dir = Path(cache_dir) if cache_dir is not None else _cache_dir()
-    key = hashlib.sha256(SOURCE.read_bytes())
+    key = hashlib.sha256(b"".join(f.read_bytes() for f in (*SOURCES, *HEADERS)))
     key.update(repr((_command(cxx, Path("x")), torch.__version__, platform.machine())).encode())
     target = cache_dir / f"snnconv_native-{key.hexdigest()[:16]}.so"
     if target.exists():
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
-    print("snnconv: building the native QCFS kernel (once per machine, ~20 s)", file=sys.stderr, flush=True)
+    print("snnconv: building the native CPU kernels (once per machine, ~30 s)", file=sys.stderr, flush=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache_dir)
     os.close(fd)
     try:
@@ -98,8 +102,8 @@ def _registered() -> bool:
     return True
 
 
-def native_qcfs() -> bool:
-    """Whether ``torch.ops.snnconv.qcfs`` can be used now (builds and loads it on the first call)."""
+def available() -> bool:
+    """Whether the native kernels can be used now (builds and loads them on the first call)."""
     if not _state["enabled"]:
         return False
     if _state["loaded"] is None:
@@ -114,11 +118,30 @@ def native_qcfs() -> bool:
                 _state["loaded"] = True
             except (SnnconvError, OSError, RuntimeError) as exc:
                 if mode == "1":
-                    raise SnnconvError(f"SNNCONV_NATIVE=1 but the native QCFS kernel is unavailable: {exc}") from exc
-                warnings.warn(f"{exc}; QCFS uses the PyTorch path (same values, slower training on the CPU). "
+                    raise SnnconvError(f"SNNCONV_NATIVE=1 but the native kernels are unavailable: {exc}") from exc
+                warnings.warn(f"{exc}; snnconv uses its PyTorch paths (same values, slower on the CPU). "
                               "SNNCONV_NATIVE=0 silences this.", RuntimeWarning, stacklevel=3)  # fmt: skip
                 _state["loaded"] = False
     return bool(_state["loaded"])
+
+
+_DTYPES = (torch.float32, torch.float64)
+
+
+def fits(x: Tensor, param: Tensor) -> bool:
+    """Whether a kernel covers ``x`` with its per-layer or per-channel ``param`` (a threshold): CPU float32/float64
+    in one dtype, a row-major or channels-last x, one value or one per channel of x's dim 1 (broadcast over the
+    trailing dims), and no compiler tracing (torch.compile traces the PyTorch path instead)."""
+    if x.device.type != "cpu" or x.dtype not in _DTYPES or param.dtype != x.dtype or param.device.type != "cpu":
+        return False
+    if param.dim() > x.dim() or torch.compiler.is_compiling():
+        return False
+    if not x.is_contiguous() and not (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)):
+        return False
+    if param.numel() == 1:
+        return True
+    axis = 1 - (x.dim() - param.dim())  # the param's axis that faces x's dim 1; all others must be 1
+    return x.dim() >= 2 and 0 <= axis and param.shape[axis] == x.shape[1] == param.numel()
 
 
 @contextlib.contextmanager

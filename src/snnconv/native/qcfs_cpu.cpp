@@ -15,25 +15,22 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
+#include "layout.h"
+
 #include <cmath>
 #include <vector>
 
 namespace {
 
 using at::Tensor;
+using snnconv::Plan;
+using snnconv::plan_of;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 // Elements per θ partial sum: each is summed in the tensor's dtype (one running sum per SIMD lane, ≤ 512 terms
 // each in float32), the block sums in double.
 constexpr int64_t kBlock = 4096;
-
-// Channel structure of z: the flat storage order is blocks of `inner` elements of one channel (row-major) or
-// rows of C channels (channels-last). A layer-wise θ is C = 1, inner = numel.
-struct Plan {
-  int64_t numel, C, inner;
-  bool channels_last;
-};
 
 template <typename T>
 struct Params {
@@ -60,16 +57,6 @@ inline T level_value(T x, T L, T theta, T shift, T step) {
   return k * step;
 }
 
-Plan plan_of(const Tensor& z, const Tensor& theta) {
-  const int64_t n = z.numel();
-  if (theta.numel() == 1) return {n, 1, n, false};
-  const int64_t C = z.size(1);
-  const bool cl = z.dim() == 4 && !z.is_contiguous() && z.is_contiguous(at::MemoryFormat::ChannelsLast);
-  int64_t inner = 1;
-  for (int64_t d = 2; d < z.dim(); ++d) inner *= z.size(d);
-  return {n, C, inner, cl};
-}
-
 template <typename T>
 void forward_kernel(const T* z, T* out, const Plan& p, const Params<T>& q, T L, T sh) {
   if (p.C == 1) {
@@ -78,7 +65,7 @@ void forward_kernel(const T* z, T* out, const Plan& p, const Params<T>& q, T L, 
 #pragma omp simd
       for (int64_t i = b; i < e; ++i) out[i] = level_value(z[i], L, th, sh, st);
     });
-  } else if (p.channels_last) {
+  } else if (p.rows) {
     const T* th = q.theta.data();
     const T* st = q.step.data();
     at::parallel_for(0, p.numel / p.C, std::max<int64_t>(1, 32768 / p.C), [&](int64_t b, int64_t e) {
@@ -147,7 +134,7 @@ void backward_kernel(const T* g, const T* z, const T* a, T* gz, const Plan& p, c
       ramp[0] += pr[blk];
       above[0] += pa[blk];
     }
-  } else if (p.channels_last) {
+  } else if (p.rows) {
     const int64_t rows = p.numel / p.C, rows_per = std::max<int64_t>(1, kBlock / p.C);
     const int64_t nb = (rows + rows_per - 1) / rows_per;
     std::vector<T> pr(nb * p.C, T(0)), pa(nb * p.C, T(0));
@@ -197,23 +184,14 @@ void backward_kernel(const T* g, const T* z, const T* a, T* gz, const Plan& p, c
 }
 
 void check_args(const Tensor& z, const Tensor& theta, int64_t levels) {
-  TORCH_CHECK(z.device().is_cpu() && theta.device().is_cpu(), "snnconv::qcfs: CPU tensors only");
-  TORCH_CHECK(z.scalar_type() == theta.scalar_type(), "snnconv::qcfs: z and threshold must share a dtype");
-  TORCH_CHECK(z.scalar_type() == at::kFloat || z.scalar_type() == at::kDouble,
-              "snnconv::qcfs: float32 or float64 only");
+  snnconv::check_channel_param(z, theta, "snnconv::qcfs");
   TORCH_CHECK(levels >= 1, "snnconv::qcfs: levels must be >= 1");
-  TORCH_CHECK(z.is_non_overlapping_and_dense(), "snnconv::qcfs: z must be dense");
-  TORCH_CHECK(theta.numel() == 1 || (z.dim() >= 2 && theta.numel() == z.size(1)),
-              "snnconv::qcfs: threshold must be one value or one per channel (dim 1)");
-  TORCH_CHECK(theta.numel() == 1 || z.is_contiguous() ||
-                  (z.dim() == 4 && z.is_contiguous(at::MemoryFormat::ChannelsLast)),
-              "snnconv::qcfs: a channel-wise threshold needs a row-major or channels-last z");
 }
 
 Tensor forward_impl(const Tensor& z, const Tensor& theta, int64_t levels, double shift) {
   check_args(z, theta, levels);
   Tensor out = at::empty_like(z);  // same strides as a dense z
-  const Plan p = plan_of(z, theta);
+  const Plan p = plan_of(z, theta.numel());
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "snnconv_qcfs_forward", [&] {
     const Params<scalar_t> q(theta, levels, shift);
     forward_kernel<scalar_t>(z.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), p, q,
@@ -229,7 +207,7 @@ std::vector<Tensor> backward_impl(const Tensor& grad_in, const Tensor& z, const 
   const Tensor grad = alike ? grad_in : at::empty_like(z).copy_(grad_in);
   Tensor grad_z = at::empty_like(z);
   Tensor grad_theta = at::empty_like(theta);
-  const Plan p = plan_of(z, theta);
+  const Plan p = plan_of(z, theta.numel());
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "snnconv_qcfs_backward", [&] {
     const Params<scalar_t> q(theta, levels, shift);
     std::vector<double> ramp, above;
