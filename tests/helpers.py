@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
+import pytest
 import torch
 from torch import nn
 
@@ -22,3 +26,12 @@ def randomize(model: nn.Module, seed: int = 0, threshold: float = 1.0) -> nn.Mod
             elif isinstance(m, QCFS):
                 m.threshold.fill_(threshold)
     return model.eval()
+
+
+def require_native() -> None:
+    """The native kernels must have built (skip only where there is no C++ compiler to build them with)."""
+    from snnconv.native import available
+
+    if not (os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")):
+        pytest.skip("no C++ compiler: the native kernels cannot be built here")
+    assert available(), "the native kernels did not build (see the warning)"

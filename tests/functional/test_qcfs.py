@@ -5,9 +5,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 
+from helpers import require_native
 from snnconv import QCFS, qcfs
 from snnconv.functional.qcfs import qcfs_levels
-from snnconv.native import available, use_native
+from snnconv.native import use_native
 
 
 @pytest.fixture(scope="module", params=["native", "torch"], autouse=True)
@@ -15,7 +16,7 @@ def qcfs_path(request):
     """Every test here runs on both paths: the fused C++ kernel and the PyTorch autograd function."""
     with use_native(request.param == "native"):
         if request.param == "native":
-            assert available(), "the native QCFS kernel did not build (see the warning)"
+            require_native()
         yield request.param
 
 

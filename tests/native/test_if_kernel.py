@@ -6,15 +6,16 @@ import pytest
 import torch
 from hypothesis import given, settings
 
+from helpers import require_native
 from snnconv import native
 from snnconv.functional.if_neuron import _native_scan, if_init, if_scan_values, if_step
 from snnconv.layers.channels import channel_view
-from snnconv.native import available, use_native
+from snnconv.native import use_native
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _built():
-    assert available(), "the native kernels did not build (see the warning)"
+    require_native()
 
 
 def _scan(currents, theta, *, on, overwrite=False, v=None):

@@ -9,6 +9,7 @@ import torch
 from hypothesis import given, settings
 
 import snnconv.native as native
+from helpers import require_native
 from snnconv.errors import SnnconvError
 from snnconv.functional.qcfs import qcfs
 from snnconv.native import available, build_library, use_native
@@ -16,7 +17,7 @@ from snnconv.native import available, build_library, use_native
 
 @pytest.fixture(scope="module", autouse=True)
 def _built():
-    assert available(), "the native QCFS kernel did not build (see the warning)"
+    require_native()
 
 
 def _run(z, theta, levels, shift, grad, *, on):
