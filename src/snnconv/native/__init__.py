@@ -1,14 +1,15 @@
 """Optional native CPU kernels: the fused QCFS activation (``qcfs_cpu.cpp``, op ``torch.ops.snnconv.qcfs``) and
 the fused integrate-and-fire scan (``if_cpu.cpp``, op ``torch.ops.snnconv.if_scan_``).
 
-Built on first use with the machine's C++ compiler (``$CXX``, else ``c++``; ~20 s once) against the installed
+Built on first use with the machine's C++ compiler (``$CXX``, else ``c++``; ~30 s once) against the installed
 torch, cached as ``<cache>/snnconv_native-<hash>.so`` (``$SNNCONV_CACHE_DIR``, else ``~/.cache/snnconv/native``;
 the hash covers the sources, flags, torch version, compiler and CPU), written atomically, loaded with
 ``torch.ops.load_library``. The QCFS forward and the IF scan are bit-identical to the PyTorch paths; QCFS's
 gradients follow the same Eq. 17 (θ sums rounded differently). Measured in benchmarks/README.md (issue 8).
 
-``SNNCONV_NATIVE``: ``auto`` (default: use it where it builds, else warn once and use the PyTorch path),
-``0`` (never), ``1`` (required: raise if it cannot be built). ``use_native(False)`` switches it off in-process.
+``SNNCONV_NATIVE``: ``auto`` (default: use them where they build, else warn once and use the PyTorch paths),
+``0`` (never), ``1`` (required: raise if they cannot be built). ``use_native(False)`` switches them off
+in-process.
 """
 
 from __future__ import annotations
