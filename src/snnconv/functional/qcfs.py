@@ -17,10 +17,9 @@ import struct
 import torch
 from torch import Tensor
 
+from snnconv import native
 from snnconv.errors import SnnconvError
 from snnconv.functional.if_neuron import step_format
-from snnconv.native import available as native_available
-from snnconv.native import fits as native_fits
 
 __all__ = ["qcfs", "qcfs_forward", "qcfs_backward", "qcfs_levels"]
 
@@ -157,6 +156,6 @@ def qcfs(z: Tensor, threshold: Tensor | float, levels: int, shift: float = 0.5) 
         raise SnnconvError(f"qcfs: levels must be a positive integer, got {levels!r}")
     if not isinstance(threshold, Tensor):
         threshold = torch.tensor(float(threshold), dtype=z.dtype, device=z.device)
-    if native_fits(z, threshold) and native_available():
+    if native.fits(z, threshold) and native.available():
         return torch.ops.snnconv.qcfs(z, threshold, levels, float(shift))
     return _QCFSFunction.apply(z, threshold, levels, float(shift))

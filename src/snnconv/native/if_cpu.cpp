@@ -95,22 +95,14 @@ void scan_kernel(T* out, const T* cur, T* v, const T* theta, int64_t steps, cons
     for (int64_t t = 0; t < steps; ++t) counts[t] += partial[blk * steps + t];
 }
 
-// Same sizes and the same storage order (strides of size-1 dims do not matter).
-bool same_order(const Tensor& a, const Tensor& b) {
-  if (a.sizes() != b.sizes()) return false;
-  for (int64_t d = 0; d < a.dim(); ++d)
-    if (a.size(d) > 1 && a.stride(d) != b.stride(d)) return false;
-  return true;
-}
-
 // out[T, ...] (may be `currents` itself), currents[T, ...], v[...] updated in place; returns counts[T] (float64).
 Tensor if_scan(Tensor out, const Tensor& currents, Tensor v, const Tensor& threshold) {
   TORCH_CHECK(currents.dim() >= 2, "snnconv::if_scan_: currents must be [T, B, ...]");
   const int64_t steps = currents.size(0);
   const Tensor step0 = currents[0];
   snnconv::check_channel_param(step0, threshold, "snnconv::if_scan_");
-  TORCH_CHECK((steps == 1 || currents.stride(0) == step0.numel()) && same_order(out, currents) &&
-                  same_order(v, step0),
+  TORCH_CHECK((steps == 1 || currents.stride(0) == step0.numel()) && snnconv::same_order(out, currents) &&
+                  snnconv::same_order(v, step0),
               "snnconv::if_scan_: out, currents and v must share one dense layout per step");
   TORCH_CHECK(out.scalar_type() == currents.scalar_type() && v.scalar_type() == currents.scalar_type(),
               "snnconv::if_scan_: out, currents and v must share a dtype");

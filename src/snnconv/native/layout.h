@@ -25,6 +25,14 @@ inline Plan plan_of(const at::Tensor& x, int64_t param_numel) {
   return {n, x.size(1), inner, channels_last_4d(x) || inner == 1};
 }
 
+// Same sizes and the same storage order (strides of size-1 dims do not matter): a kernel may walk both flat.
+inline bool same_order(const at::Tensor& a, const at::Tensor& b) {
+  if (a.sizes() != b.sizes()) return false;
+  for (int64_t d = 0; d < a.dim(); ++d)
+    if (a.size(d) > 1 && a.stride(d) != b.stride(d)) return false;
+  return true;
+}
+
 // A per-channel parameter of `x` (one value, or one per channel of dim 1), in a row-major or channels-last x.
 inline void check_channel_param(const at::Tensor& x, const at::Tensor& param, const char* op) {
   TORCH_CHECK(x.device().is_cpu() && param.device().is_cpu(), op, ": CPU tensors only");

@@ -203,7 +203,7 @@ Tensor forward_impl(const Tensor& z, const Tensor& theta, int64_t levels, double
 std::vector<Tensor> backward_impl(const Tensor& grad_in, const Tensor& z, const Tensor& theta, const Tensor& out,
                                   int64_t levels, double shift) {
   // the kernel walks grad, z and a in one storage order: an upstream gradient laid out otherwise is copied
-  const bool alike = grad_in.strides() == z.strides() && grad_in.scalar_type() == z.scalar_type();
+  const bool alike = snnconv::same_order(grad_in, z) && grad_in.scalar_type() == z.scalar_type();
   const Tensor grad = alike ? grad_in : at::empty_like(z).copy_(grad_in);
   Tensor grad_z = at::empty_like(z);
   Tensor grad_theta = at::empty_like(theta);
@@ -246,9 +246,6 @@ Tensor qcfs_op(const Tensor& z, const Tensor& theta, int64_t levels, double shif
 
 TORCH_LIBRARY(snnconv, m) {
   m.def("qcfs(Tensor z, Tensor threshold, int levels, float shift) -> Tensor");
-  m.def("qcfs_backward(Tensor grad, Tensor z, Tensor threshold, Tensor out, int levels, float shift) -> Tensor[]");
 }
 
 TORCH_LIBRARY_IMPL(snnconv, CompositeImplicitAutograd, m) { m.impl("qcfs", qcfs_op); }
-
-TORCH_LIBRARY_IMPL(snnconv, CPU, m) { m.impl("qcfs_backward", backward_impl); }
