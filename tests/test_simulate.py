@@ -269,3 +269,52 @@ def test_in_place_addition_still_runs_pre_hooks():
     assert calls and not torch.equal(hooked.logits, plain.logits)  # the hook ran and changed the input
     zeroed = simulate(snn, x, 4)  # hooks gone: back to the plain result
     torch.testing.assert_close(zeroed.logits, plain.logits, rtol=0, atol=0)
+
+
+def test_auto_plan_reuses_the_sizes_of_an_earlier_call_and_notices_changes():
+    """The sizes ``chunk="auto"`` plans from are measured on step 1 alone the first time a network sees an input
+    shape; later calls fold step 1 with the others (issue 8), with bit-identical results, and measure again for
+    another shape or once a module of the graph was replaced."""
+    import copy
+    import importlib
+
+    engine = importlib.import_module("snnconv.simulate")
+    torch.manual_seed(0)
+    snn = convert(randomize(create("resnet20", num_classes=10, in_channels=3, input_size=16, width=0.25)))
+    x = torch.randn(3, 3, 16, 16)
+    planned: list[int] = []  # the number of steps each plan covers: T - 1 after a measuring step, else T
+    real = engine._plan_stages
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(engine, "_plan_stages", lambda p, sizes, fb, n: planned.append(n) or real(p, sizes, fb, n))
+        runs = [simulate(snn, x, 7, fold_bytes=8 * 1024) for _ in range(3)]
+        assert planned == [6, 7, 7]
+        simulate(snn, x[:2], 7, fold_bytes=8 * 1024)
+        assert planned[-1] == 6  # another batch size: measured anew
+        simulate(snn, x, 7, fold_bytes=8 * 1024)
+        assert planned[-1] == 7  # the first shape is still known
+        conv = next(n.target for n in snn.graph.graph.nodes if n.op == "call_module"
+                    and isinstance(snn.graph.get_submodule(n.target), nn.Conv2d))  # fmt: skip
+        snn.graph.set_submodule(conv, copy.deepcopy(snn.graph.get_submodule(conv)))
+        runs.append(simulate(snn, x, 7, fold_bytes=8 * 1024))
+        assert planned[-1] == 6  # a replaced module: measured anew
+    full = simulate(snn, x, 7, chunk=None)
+    for run in runs:
+        torch.testing.assert_close(run.logits, full.logits, rtol=0, atol=0)
+        assert all(torch.equal(run.spike_counts[k], full.spike_counts[k]) for k in full.spike_counts)
+
+
+def test_a_threshold_edited_after_a_run_is_still_refused():
+    """``simulate`` checks the thresholds on every call (in place, through ``.data`` or replaced)."""
+    snn = convert(_tiny())
+    x = torch.randn(2, 1, 4, 4)
+    simulate(snn, x, 4)
+    neuron = next(iter(snn.neurons().values()))
+    for edit in (lambda: neuron.threshold.data.fill_(-1.0), lambda: neuron.threshold.fill_(float("nan")),
+                 lambda: setattr(neuron, "threshold", torch.full_like(neuron.threshold, float("inf")))):  # fmt: skip
+        with torch.no_grad():
+            edit()
+        with pytest.raises(SimulationError, match="not finite and > 0"):
+            simulate(snn, x, 4)
+        with torch.no_grad():
+            neuron.threshold = torch.ones_like(neuron.threshold)
+        simulate(snn, x, 4)

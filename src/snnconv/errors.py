@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import Tensor
 
 
@@ -36,3 +39,12 @@ def count_not_positive(values: Tensor) -> int:
     """How many entries are NaN, ±Inf or <= 0: thresholds and spike values must be finite and > 0 (a neuron with
     θ <= 0 fires on every step). Shared by the neuron constructors, ``convert`` and ``simulate``."""
     return int((values.isnan() | values.isinf() | (values <= 0)).sum())
+
+
+def all_positive(values: Tensor) -> bool:
+    """``count_not_positive(values) == 0`` in one reduction (min and max propagate NaN): the check ``simulate``
+    runs on every neuron's thresholds at every call, at a third of the cost of counting (issue 8)."""
+    if values.numel() == 0:
+        return True
+    lo, hi = torch.aminmax(values)
+    return lo.item() > 0 and hi.item() < math.inf

@@ -2,13 +2,13 @@
 
 * ``"layer"`` (layer by layer): each conv/linear runs once on a [T·B, ...] tensor (time folded into the batch),
   each neuron scans over T. ``chunk`` bounds memory by folding at most ``chunk`` steps at a time (neuron state
-  carries over between chunks); ``chunk=None`` folds all T steps at once. ``chunk="auto"`` (default) measures
-  every value's size on step 1 and splits the graph into stages (``_plan_stages``): early layers with large
-  activations fold few steps (``fold_bytes``: 4 MB on CPU: with the tuned allocator of ``snnconv.allocator``,
-  2-16 MB run within a few % of each other and 4 MB keeps VGG-16's peak memory below SpikingJelly's (issue 8);
-  256 MB on GPUs, which want
-  large batches), late layers with small activations and large weights (VGG's 512-channel convs and its
-  classifier) fold many, reading their weights once per chunk instead of once per step.
+  carries over between chunks); ``chunk=None`` folds all T steps at once. ``chunk="auto"`` (default) splits the
+  graph into stages (``snnconv.fold_plan``) from every value's size per step (measured on step 1 alone the first
+  time the network sees an input shape): early layers with large activations fold few steps (``fold_bytes`` per
+  activation: on CPU chosen online among 2/4/8 MB over the first calls of a shape and T, see
+  ``snnconv.fold_plan``; 256 MB on GPUs, which want large batches), late layers with small activations and large
+  weights (VGG's 512-channel convs and its classifier) fold many, reading their weights once per chunk instead
+  of once per step.
 * ``"step"`` (step by step): every layer advances one step at a time; memory O(layers), not O(T).
 
 Values that do not depend on time (the analog input and everything computed from it before the first neuron,
@@ -24,7 +24,9 @@ time-constant), a ``SumAnalog`` the sum over all T steps (layer by layer only).
 
 from __future__ import annotations
 
+import functools
 import inspect
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -35,7 +37,18 @@ import torch.fx as fx
 from torch import Tensor, nn
 
 from snnconv.convert.network import SpikingNetwork
-from snnconv.errors import SimulationError, count_not_positive
+from snnconv.errors import SimulationError, all_positive, count_not_positive
+from snnconv.fold_plan import (
+    FOLD_BYTES,
+    FOLD_BYTES_GPU,
+    Stage,
+    known_sizes,
+    measured,
+    remember_sizes,
+    settled,
+    tuner,
+)
+from snnconv.fold_plan import plan_stages as _plan_stages
 from snnconv.layers.add import Add
 from snnconv.layers.analog import AnalogStage
 from snnconv.layers.bitserial import StepBias
@@ -46,10 +59,7 @@ Schedule = Literal["layer", "step"]
 SCHEDULES: tuple[str, ...] = ("layer", "step")
 Layout = Literal["auto", "nchw", "channels_last"]
 LAYOUTS: tuple[str, ...] = ("auto", "nchw", "channels_last")
-#: default activation budget of a folded chunk on CPU / on GPUs (``simulate(fold_bytes=...)``); layers with larger
-#: weights may fold up to their weight size (see ``_plan_stages``)
-FOLD_BYTES = 4 * 2**20
-FOLD_BYTES_GPU = 256 * 2**20
+__all__ = ["FOLD_BYTES", "FOLD_BYTES_GPU", "SimResult", "simulate", "warm_up"]
 
 
 @dataclass
@@ -149,11 +159,16 @@ class _Program:
     def __init__(self, gm: fx.GraphModule, layout: str = "auto") -> None:
         self.gm = gm
         self.nodes = list(gm.graph.nodes)
-        self.modules = dict(gm.named_modules())
+        self.modules = dict(gm.named_modules())  # the one walk of the module tree per simulate call
+        # what the fold plan checks before it reuses sizes measured in an earlier call (``fold_plan.known_sizes``)
+        self.fingerprint = (tuple((n, n.op, n.target, n.args, tuple(n.kwargs.items())) for n in self.nodes),
+                            tuple(id(m) for m in self.modules.values()))  # fmt: skip
         self.formats = {n: f for n in self.nodes if n.op == "call_module"
                         and (f := _input_format(self.modules[n.target], layout)) is not None}  # fmt: skip
         self.neuron_nodes = [n for n in self.nodes if n.op == "call_module"
                              and isinstance(self.modules[n.target], SpikingNeuron)]  # fmt: skip
+        stages = [m for m in self.modules.values() if isinstance(m, AnalogStage)]
+        self.causal = all(self.modules[n.target].causal for n in self.neuron_nodes) and all(m.causal for m in stages)
         # neurons, step-dependent layers and analog stages that sum over steps produce time-varying values even
         # from a constant input
         timed = {n for n in self.nodes if n.op == "call_module" and _timed(self.modules[n.target])}
@@ -211,8 +226,14 @@ def _takes_overwrite(mod: nn.Module) -> bool:
     """Whether a neuron's ``scan_counted`` or a step-dependent layer's ``seq`` has the ``overwrite`` flag (a
     subclass may override it without)."""
     if isinstance(mod, SpikingNeuron):
-        return "overwrite" in inspect.signature(mod.scan_counted).parameters
-    return isinstance(mod, TimeAware) and "overwrite" in inspect.signature(mod.seq).parameters
+        return _has_overwrite(getattr(mod.scan_counted, "__func__", mod.scan_counted))
+    return isinstance(mod, TimeAware) and _has_overwrite(getattr(mod.seq, "__func__", mod.seq))
+
+
+@functools.lru_cache(maxsize=256)
+def _has_overwrite(fn: Callable[..., Any]) -> bool:
+    """``inspect.signature`` once per function, not once per neuron and call (it cost ~100 µs each, issue 8)."""
+    return "overwrite" in inspect.signature(fn).parameters
 
 
 def _timed(mod: Any) -> bool:
@@ -221,12 +242,17 @@ def _timed(mod: Any) -> bool:
     return isinstance(mod, (SpikingNeuron, TimeAware))
 
 
-def _validate(snn: SpikingNetwork, x: Tensor, T: int, schedule: str, chunk: int | str | None) -> None:
+def _validate_network(snn: Any) -> None:
     if not isinstance(snn, SpikingNetwork):
         raise SimulationError(
             f"simulate: snn must be a SpikingNetwork, got {type(snn).__name__}; convert the ANN first: "
             "snn = snnconv.convert(ann)"
         )
+
+
+def _validate(
+    snn: SpikingNetwork, program: _Program, x: Tensor, T: int, schedule: str, chunk: int | str | None
+) -> None:
     if not isinstance(x, Tensor):
         raise SimulationError(f"simulate: x must be a tensor, got {type(x).__name__}")
     if not isinstance(T, int) or isinstance(T, bool) or T < 1:
@@ -249,8 +275,8 @@ def _validate(snn: SpikingNetwork, x: Tensor, T: int, schedule: str, chunk: int 
             f"simulate: x is {x.dtype} on {x.device} but the network is {p.dtype} on {p.device}; "
             f"move one of them (e.g. snn.to(x.dtype) or x.to({p.dtype}))"
         )
-    _check_neurons(snn)
-    if not _causal(snn) and (schedule == "step" or (isinstance(chunk, int) and chunk < T)):
+    _check_neurons(program)
+    if not program.causal and (schedule == "step" or (isinstance(chunk, int) and chunk < T)):
         raise SimulationError(
             "simulate: this network's neurons (or analog stages) fire only after integrating all T inputs "
             "(accumulate-then-fire); use schedule='layer' without chunk"
@@ -261,12 +287,15 @@ def _validate(snn: SpikingNetwork, x: Tensor, T: int, schedule: str, chunk: int 
 _POSITIVE_BUFFERS = ("threshold", "step_values")
 
 
-def _check_neurons(snn: SpikingNetwork) -> None:
+def _check_neurons(program: _Program) -> None:
     """A threshold edited (or loaded) to <= 0, NaN or Inf would silently give wrong spikes: refuse it."""
-    for name, mod in snn.neurons().items():
+    for node in program.neuron_nodes:
+        name, mod = node.target, program.modules[node.target]
         for key in _POSITIVE_BUFFERS:
             value = getattr(mod, key, None)
             if not isinstance(value, Tensor) or not value.is_floating_point():
+                continue
+            if all_positive(value):
                 continue
             bad = count_not_positive(value)
             if bad:
@@ -295,14 +324,15 @@ def simulate(
     ``_input_format``), ``"nchw"`` (as they come) or ``"channels_last"``. Results agree to float rounding across
     layouts; within one layout both schedules and every chunking give identical results.
     """
-    _validate(snn, x, T, schedule, chunk)
+    _validate_network(snn)
     if layout not in LAYOUTS:
         raise SimulationError(f"simulate: layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     program = _Program(snn.graph, layout)
+    _validate(snn, program, x, T, schedule, chunk)
     B = x.shape[0]
     if schedule == "step":
         steps_per_run = 1
-    elif chunk is None or not _causal(snn):
+    elif chunk is None or not program.causal:
         steps_per_run = T
     elif chunk == "auto":
         steps_per_run = 0  # planned after step 1 (below)
@@ -350,16 +380,24 @@ def simulate(
                 env.pop(name, None)
         return env
 
-    first = 0
-    if steps_per_run == 0:  # auto: step 1 alone measures every value's size per step, then the stages are planned
-        sizes: dict[fx.Node, int] = {}
-        outputs.append(run_nodes(program.nodes, dict(static_cache), 0, 1, sizes)["__output__"])
-        first = 1
+    first, tuning, t0 = 0, None, time.perf_counter()
+    if steps_per_run == 0:  # auto: plan the stages from every value's size per step (measured on step 1 alone
+        # the first time this network sees such an input; later calls fold step 1 with the others)
+        key = _input_key(x, layout)
+        sizes = known_sizes(snn, program, key)
+        if sizes is None:
+            sizes = {}
+            outputs.append(run_nodes(program.nodes, dict(static_cache), 0, 1, sizes)["__output__"])
+            first = 1
+            remember_sizes(snn, program, key, sizes)
+        elif fold_bytes is None and x.device.type == "cpu":
+            tuning = tuner(snn, program, key, sizes, T)
+            fold_bytes = tuning.next_budget()
         if fold_bytes is None:
             fold_bytes = FOLD_BYTES if x.device.type == "cpu" else FOLD_BYTES_GPU
-        stages = _plan_stages(program, sizes, fold_bytes, T - 1) if T > 1 else []
+        stages = _plan_stages(program, sizes, fold_bytes, T - first) if T > first else []
     else:
-        stages = [_Stage(program.nodes, steps_per_run, frozenset())]
+        stages = [Stage(program.nodes, steps_per_run, frozenset())]
     pending: list[list[tuple[dict[str, Any], int, int]]] = [[] for _ in stages]
 
     def deliver(k: int, env: dict[str, Any], start: int, steps: int) -> None:
@@ -389,16 +427,26 @@ def simulate(
 
     total = torch.cat(outputs, dim=0)  # (T, B, K) output currents
     t = torch.arange(1, T + 1, dtype=total.dtype, device=total.device).view(T, *([1] * (total.dim() - 1)))
-    return SimResult(logits=total.cumsum(0) / t, spike_counts=counts, neurons=neurons, batch_size=B)
+    result = SimResult(logits=total.cumsum(0) / t, spike_counts=counts, neurons=neurons, batch_size=B)
+    if tuning is not None:
+        tuning.record(fold_bytes, time.perf_counter() - t0)
+    return result
 
 
-@dataclass(frozen=True)
-class _Stage:
-    """Consecutive graph nodes run together on chunks of ``chunk`` steps; ``live_out``: values later stages read."""
+def warm_up(snn: SpikingNetwork, x: Tensor, T: int, *, layout: Layout = "auto", max_calls: int = 16) -> int:
+    """Call ``simulate(snn, x, T)`` until its fold plan for this input shape and T is chosen (on CPU the first
+    calls of a shape time each candidate fold budget, see ``snnconv.fold_plan``); returns the number of calls.
+    Benchmarks call it so that they time the steady state; results never depend on it."""
+    key = _input_key(x, layout)
+    for calls in range(1, max_calls + 1):
+        simulate(snn, x, T, layout=layout)
+        if x.device.type != "cpu" or not measured(snn, key) or settled(snn, key, T):
+            return calls  # nothing (more) to tune: a GPU, a network without staged folding, or chosen
+    return max_calls
 
-    nodes: list[fx.Node]
-    chunk: int
-    live_out: frozenset[str]
+
+def _input_key(x: Tensor, layout: str) -> tuple:
+    return (tuple(x.shape), x.dtype, x.device, layout)
 
 
 def _step_bytes(value: Any, steps: int) -> int:
@@ -409,66 +457,6 @@ def _step_bytes(value: Any, steps: int) -> int:
     if value is None or isinstance(value, (_Static, Tensor, nn.Module)):
         return 0
     return -1
-
-
-def _weight_bytes(program: _Program, node: fx.Node) -> int:
-    mod = program.modules.get(node.target) if node.op == "call_module" else None
-    if not isinstance(mod, (nn.Linear, nn.modules.conv._ConvNd)):
-        return 0
-    return sum(p.numel() * p.element_size() for p in mod.parameters(recurse=False))
-
-
-def _plan_stages(program: _Program, sizes: dict[fx.Node, int], fold_bytes: int, steps: int) -> list[_Stage]:
-    """Split the graph into stages of consecutive nodes, each run on chunks of as many steps as its nodes allow
-    (at most ``steps``); chunks grow from stage to stage. A stage runs as soon as the previous one has delivered
-    at least its chunk (so it may fold up to one previous chunk more) and once more on what is left at the end.
-
-    A convolution may fold as many steps as keep its (input or output) activation within max(``fold_bytes``,
-    its weight bytes): early CNN layers (large activations, small weights) fold few steps (VGG-16's 8 MB first
-    activations: one at a time, as the ANN runs them), while late layers (small activations, large weights:
-    VGG's 512-channel convs) read their weights once per chunk instead of once per step. Other nodes (linear
-    layers, neurons, pooling, additions) may fold up to the largest weight of the network (memory the model
-    already takes). Every node's chunk is bounded by
-    the chunks of all later nodes (so stages grow along the graph). Values that cross a stage boundary are
-    buffered until the next stage has a full chunk; a boundary is only placed where those values are
-    time-dependent tensors whose buffered size fits the same budget.
-    """
-    nodes = program.nodes
-    cap = max([fold_bytes] + [_weight_bytes(program, n) for n in nodes])
-    need = []
-    for n in nodes:
-        b = max([sizes.get(n, 0)] + [sizes.get(a, 0) for a in n.all_input_nodes if a not in program.static])
-        w = _weight_bytes(program, n)
-        conv = n.op == "call_module" and isinstance(program.modules.get(n.target), nn.modules.conv._ConvNd)
-        budget = max(fold_bytes, w) if conv else cap
-        need.append(max(1, min(steps, budget // b)) if b > 0 else steps)
-    for i in range(len(nodes) - 2, -1, -1):  # a node's chunk must fit every later node (suffix minimum)
-        need[i] = min(need[i], need[i + 1])
-    index = {n: i for i, n in enumerate(nodes)}
-    last_use = {n: max((index[u] for u in n.users), default=-1) for n in nodes}
-    bounds, chunks = [0], [need[0]]
-    for i in range(1, len(nodes)):
-        chunk = need[i]
-        if chunk <= chunks[-1]:
-            continue
-        crossing = [n for n in nodes[bounds[-1] : i] if last_use[n] >= i and n not in program.static]
-        crossing += [n for n in nodes[: bounds[-1]] if last_use[n] >= i and n not in program.static]
-        if any(sizes.get(n, -1) < 0 for n in crossing) or sum(sizes[n] for n in crossing) * chunk > cap:
-            continue
-        bounds.append(i)
-        chunks.append(chunk)
-    bounds.append(len(nodes))
-    stages = []
-    for k, chunk in enumerate(chunks):
-        end = bounds[k + 1]
-        live = frozenset(n.name for n in nodes[:end] if last_use[n] >= end and n not in program.static)
-        stages.append(_Stage(nodes[bounds[k] : end], chunk, live))
-    return stages
-
-
-def _causal(snn: SpikingNetwork) -> bool:
-    stages = (m for m in snn.graph.modules() if isinstance(m, AnalogStage))
-    return all(m.causal for m in snn.neurons().values()) and all(m.causal for m in stages)
 
 
 def _run_node(

@@ -1,5 +1,7 @@
 """QCFS activation (seed 004 Eq. 15/17): values, straight-through gradients, module parity."""
 
+import warnings
+
 import hypothesis.strategies as st
 import pytest
 import torch
@@ -164,3 +166,20 @@ def test_nan_upstream_gradient_stays_visible_in_the_threshold_gradient():
     th = torch.tensor(1.0, requires_grad=True)
     qcfs(z, th, 4).backward(torch.full((50,), float("nan")))
     assert bool(th.grad.isnan())
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("value, warns", [(-0.5, True), (0.0, True), (1e-30, False)])
+def test_threshold_check_in_training(per_channel, value, warns):
+    """Layer-wise (one ``item()``) and per-channel thresholds <= 0 warn alike; a tiny positive one does not."""
+    m = QCFS(4, threshold=1.0, per_channel=per_channel, channels=3 if per_channel else None)
+    with torch.no_grad():
+        m.threshold.view(-1)[-1] = value
+    z = torch.randn(2, 3, 2, 2)
+    if warns:
+        with pytest.warns(RuntimeWarning, match="non-positive"):
+            m(z)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            m(z)

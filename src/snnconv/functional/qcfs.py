@@ -157,5 +157,5 @@ def qcfs(z: Tensor, threshold: Tensor | float, levels: int, shift: float = 0.5) 
     if not isinstance(threshold, Tensor):
         threshold = torch.tensor(float(threshold), dtype=z.dtype, device=z.device)
     if native.fits(z, threshold) and native.available():
-        return torch.ops.snnconv.qcfs(z, threshold, levels, float(shift))
+        return torch.ops.snnconv.qcfs.default(z, threshold, levels, float(shift))
     return _QCFSFunction.apply(z, threshold, levels, float(shift))

@@ -69,7 +69,7 @@ class QCFS(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         theta = self.theta()
-        if self.training and self.positive == "none" and bool((theta <= 0).any()):
+        if self.training and self.positive == "none" and _any_not_positive(theta):
             warnings.warn(
                 f"QCFS: a threshold became non-positive ({theta.min().item():.4g}); use positive='softplus' "
                 "or a smaller learning rate for the thresholds",
@@ -81,3 +81,9 @@ class QCFS(nn.Module):
     def extra_repr(self) -> str:
         kind = f"channels={self.threshold.numel()}" if self.per_channel else "layer-wise"
         return f"levels={self.levels}, shift={self.shift}, {kind}, positive={self.positive}"
+
+
+def _any_not_positive(theta: Tensor) -> bool:
+    """θ <= 0 anywhere (NaN is caught where the activation is converted); one ``item()`` for a layer-wise θ, which
+    costs a tenth of a comparison, a reduction and a ``bool`` (the check runs on every training step, issue 8)."""
+    return theta.item() <= 0 if theta.dim() == 0 else bool((theta <= 0).any())

@@ -133,7 +133,7 @@ def fits(x: Tensor, param: Tensor) -> bool:
     """Whether a kernel covers ``x`` with its per-layer or per-channel ``param`` (a threshold): CPU float32/float64
     in one dtype, a row-major or channels-last x, one value or one per channel of x's dim 1 (broadcast over the
     trailing dims), and no compiler tracing (torch.compile traces the PyTorch path instead)."""
-    if x.device.type != "cpu" or x.dtype not in _DTYPES or param.dtype != x.dtype or param.device.type != "cpu":
+    if not (x.is_cpu and param.is_cpu) or x.dtype not in _DTYPES or param.dtype != x.dtype:
         return False
     if param.dim() > x.dim() or torch.compiler.is_compiling():
         return False
