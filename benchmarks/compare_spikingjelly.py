@@ -13,7 +13,8 @@ snnconv without letting pip replace the torch build you have (its requirements p
 The same network is converted twice, at CIFAR shape 3×32×32 with random weights and BN running statistics:
 
 * **snnconv**: the QCFS ANN (``make_act("qcfs", levels=L)``, θ = 1) → ``convert(ann, method="if")`` (BN folded,
-  IF neurons with θ = λ and v(0) = θ/2) → ``simulate(snn, x, T, schedule="layer" | "step")``.
+  IF neurons with θ = λ and v(0) = θ/2) → ``simulate(snn, x, T, schedule="layer" | "step")``; "snnconv-tuned" is
+  the layer schedule with the fold budget ``snnconv.tune_fold_bytes`` picks on this machine (recorded in the JSON).
 * **SpikingJelly**: the same weights with every QCFS replaced by ``nn.ReLU`` (its rate-coding recipe converts
   ReLUs) → ``ann2snn.FXConverter(recipe=ann2snn.RateCodingRecipe(...)).convert(relu_ann)``: Conv-BN fused,
   each ReLU becomes ``VoltageScaler(1/s) → IFNode(v_threshold=1, v_reset=None) → VoltageScaler(s)`` with s the
@@ -65,7 +66,9 @@ from _timing import (  # noqa: E402
 )
 
 SJ_MODES = ("sj-single", "sj-multi")
-SNN_SETUPS = ("snnconv-layer", "snnconv-step")
+SNN_SETUPS = ("snnconv-layer", "snnconv-step", "snnconv-tuned")
+#: fold budget chosen by ``snnconv.tune_fold_bytes`` per T (the "snnconv-tuned" setup: layer schedule)
+TUNED: dict[int, int] = {}
 
 
 def require_spikingjelly() -> Any:
@@ -165,18 +168,16 @@ class Setup:
                 self.half = {m: sj_convert(self.ann, thetas, self.x[:8], device, half=True) for m in SJ_MODES}
 
     def runner(self, what: str, T: int) -> Callable[[], Any]:
-        """One timed run of ``what`` at ``T``; snnconv's layer schedule is first warmed up until its fold budget
-        is chosen (``snnconv.warm_up``: the first calls of a shape try 2/4/8 MB), so the repeats time its steady
-        state, and the peak-RSS subprocess, which builds its runner the same way, counts those calls too."""
-        from snnconv import warm_up
-
         x = self.x
         if what == "ann":
             return torch.no_grad()(repeated(lambda: self.folded(x), T))
+        if what == "snnconv-tuned":  # tuned in this process: the peak-RSS subprocess counts the tuning runs too
+            from snnconv import tune_fold_bytes
+
+            budget = TUNED[T] = tune_fold_bytes(self.snn, x, T)
+            return lambda: self.simulate(self.snn, x, T, fold_bytes=budget)
         if what in SNN_SETUPS:
             schedule = what.split("-")[1]
-            if schedule == "layer":
-                warm_up(self.snn, x, T)
             return lambda: self.simulate(self.snn, x, T, schedule=schedule)
         return sj_runner(self.sj[what], x, T, what)
 
@@ -279,6 +280,8 @@ def bench_model(model: str, args: argparse.Namespace) -> None:
                                                 "--device", args.device])  # fmt: skip
             rec = {"setup": k, "T": T, "seconds": res["seconds"][k], "img_per_s": args.batch / res["seconds"][k],
                    "ratio_to_T_ann": res["ratio"][k]["ann"], "peak_rss_mb": rss}  # fmt: skip
+            if k == "snnconv-tuned":
+                rec["fold_bytes"] = TUNED[T]
             if k in SNN_SETUPS:
                 rec["speedup_over_sj_best"] = res["ratio"][best][k]
                 rec["speedup_over_sj_single"] = res["ratio"]["sj-single"][k]

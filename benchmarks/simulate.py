@@ -53,15 +53,13 @@ def build(model: str, batch: int, seed: int = 0, method: str = "if", T: int | No
 
 
 def one(model: str, batch: int, what: str, T: int, schedule: str, repeats: int, method: str) -> dict:
-    from snnconv import simulate, warm_up
+    from snnconv import simulate
 
     folded, snn, x = build(model, batch, method=method, T=T)
     with torch.no_grad():
         if what == "ann":
             t = median_time(lambda: folded(x), repeats)
         else:
-            if schedule == "layer":
-                warm_up(snn, x, T)  # the fold budget's tuning calls count towards the peak memory
             t = median_time(lambda: simulate(snn, x, T, schedule=schedule), repeats)
     return {"seconds": t, "peak_rss_mb": peak_rss_mb()}
 
@@ -88,7 +86,7 @@ def main() -> None:
         print(json.dumps(one(args.model, args.batch, what, int(T), schedule, args.repeats, args.method)))
         return
 
-    from snnconv import simulate, warm_up
+    from snnconv import simulate
     from snnconv.report import table
 
     Ts = [int(t) for t in args.T.split(",")]
@@ -105,8 +103,6 @@ def main() -> None:
             if args.method == "bitserial":
                 _, snn, _ = build(args.model, args.batch, method="bitserial", T=T)
             for schedule in schedules:
-                if schedule == "layer":
-                    warm_up(snn, x, T)  # time the steady state (the fold budget is chosen over the first calls)
                 reps = max(2, args.repeats if T <= 8 else args.repeats // 2)
                 ratio, t = paired_ratio(lambda: folded(x), lambda T=T, s=schedule, n=snn: simulate(n, x, T, schedule=s),
                                         T, reps)  # fmt: skip

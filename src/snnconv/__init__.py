@@ -6,12 +6,12 @@ from snnconv.convert import SpikingNetwork, convert, fold_bn, list_methods
 from snnconv.functional.qcfs import qcfs
 from snnconv.layers import QCFS, Add, IFNeuron, SpikingNeuron, make_act
 from snnconv.prepare import prepare
-from snnconv.simulate import SimResult, simulate, warm_up
+from snnconv.simulate import SimResult, simulate, tune_fold_bytes
 
 __version__ = "0.1.0"
 
 __all__ = [
     "QCFS", "Add", "IFNeuron", "SimResult", "SpikingNetwork", "SpikingNeuron", "convert", "fold_bn",
     "list_methods", "make_act", "models", "prepare", "qcfs", "simulate", "tune_cpu_allocator",
-    "warm_up",
+    "tune_fold_bytes",
 ]  # fmt: skip

@@ -4,30 +4,30 @@
 from every value's bytes per step (measured on step 1 alone the first time a network sees an input shape, then
 remembered: ``remember_sizes`` / ``known_sizes``) and a *fold budget* (bytes a folded activation may take).
 
-The budget that is fastest depends on the machine (caches, memory bandwidth, what else runs on it): on the
-reference VM 2, 4 and 8 MB were each the fastest for one of VGG-16 / ResNet-20 on some day. So on the CPU, unless
-the caller fixes ``fold_bytes``, ``FoldTuner`` picks it online, like ``torch.backends.cudnn.benchmark``: the
-first calls for a (network, input shape, T) try each candidate budget that gives a different plan, ``SAMPLES``
-times, timing the whole call, and every later call uses the fastest. Every plan gives bit-identical results (the
-engine's invariant, tested), so tuning changes only speed; candidates stop at 8 MB, which keeps the peak memory of
-VGG-16 at T = 32 below SpikingJelly's single-step mode.
+Which budget is fastest depends on the machine (caches, memory bandwidth, what else runs on it). The CPU default
+is 4 MB: it keeps the peak memory of VGG-16 and ResNet-20 at T = 32 below SpikingJelly's single-step mode. On the
+reference VM (2 cores, 2026-12-02) 8 MB was 5-15 % faster on ResNet-20 but took VGG-16 to 1350 MB against
+SpikingJelly's 1284 (benchmarks/README.md), while an earlier day's runs there preferred 4 MB for ResNet-20 too.
+``snnconv.tune_fold_bytes`` times the ``CANDIDATES`` on the caller's own network, input and machine and returns
+the fastest, to pass as ``simulate(..., fold_bytes=...)``. Every plan gives bit-identical results (the engine's
+invariant, tested), so the budget changes only speed and memory.
 """
 
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch.fx as fx
 from torch import nn
 
-#: default fold budget on CPU (the first call of a shape, and where tuning is off) / on GPUs, which want large
-#: batches; layers with larger weights may fold up to their weight size (see ``plan_stages``)
+#: default fold budget on CPU / on GPUs, which want large batches; layers with larger weights may fold up to their
+#: weight size (see ``plan_stages``)
 FOLD_BYTES = 4 * 2**20
 FOLD_BYTES_GPU = 256 * 2**20
-#: the budgets ``FoldTuner`` tries on CPU, and how many timed calls each gets
-CANDIDATES = (2 * 2**20, 4 * 2**20, 8 * 2**20)
+#: the budgets ``snnconv.tune_fold_bytes`` tries by default, and how many timed calls each gets
+CANDIDATES = (2 * 2**20, 4 * 2**20, 8 * 2**20, 16 * 2**20)
 SAMPLES = 2
 
 
@@ -40,44 +40,21 @@ class Stage:
     live_out: frozenset[str]
 
 
-@dataclass
-class FoldTuner:
-    """The online choice of a fold budget for one network, input shape and T (see the module docstring).
-
-    ``candidates`` are budgets with pairwise different plans (a budget whose plan equals a smaller one's is
-    dropped: same work, more memory); with one candidate there is nothing to tune."""
-
-    candidates: tuple[int, ...]
-    seconds: dict[int, list[float]] = field(default_factory=dict)
-
-    @property
-    def best(self) -> int | None:
-        """The chosen budget once every candidate has ``SAMPLES`` timings (the least of its times: noise only
-        adds time), else None."""
-        if len(self.candidates) == 1:
-            return self.candidates[0]
-        if any(len(self.seconds.get(c, ())) < SAMPLES for c in self.candidates):
-            return None
-        return min(self.candidates, key=lambda c: min(self.seconds[c]))
-
-    def next_budget(self) -> int:
-        """The budget to run the next call with: the chosen one, or the candidate with the fewest timings."""
-        best = self.best
-        if best is not None:
-            return best
-        return min(self.candidates, key=lambda c: len(self.seconds.get(c, ())))
-
-    def record(self, budget: int, seconds: float) -> None:
-        if self.best is None and budget in self.candidates:
-            self.seconds.setdefault(budget, []).append(seconds)
-
-
 def signature(stages: list[Stage]) -> tuple[tuple[int, int], ...]:
     """What makes two plans do the same work: each stage's length and chunk."""
     return tuple((len(s.nodes), s.chunk) for s in stages)
 
 
-#: per network: input key -> (the program's fingerprint, bytes per step by node name, {T: FoldTuner})
+def distinct_budgets(program: Any, sizes: dict[fx.Node, int], budgets: tuple[int, ...], steps: int) -> list[int]:
+    """The budgets whose plans differ pairwise, smallest first (a larger budget with a smaller one's plan does the
+    same work with more memory)."""
+    seen: dict[tuple, int] = {}
+    for budget in sorted(budgets):
+        seen.setdefault(signature(plan_stages(program, sizes, budget, steps)), budget)
+    return list(seen.values())
+
+
+#: per network: input key -> (the program's fingerprint, bytes per step by node name)
 _KNOWN: weakref.WeakKeyDictionary[nn.Module, dict[tuple, tuple]] = weakref.WeakKeyDictionary()
 
 
@@ -92,30 +69,8 @@ def known_sizes(net: nn.Module, program: Any, key: tuple) -> dict[fx.Node, int] 
 
 
 def remember_sizes(net: nn.Module, program: Any, key: tuple, sizes: dict[fx.Node, int]) -> None:
-    """Keep the sizes measured on step 1 (this forgets the tuners of an older fingerprint)."""
-    _KNOWN.setdefault(net, {})[key] = (program.fingerprint, {n.name: b for n, b in sizes.items()}, {})
-
-
-def tuner(net: nn.Module, program: Any, key: tuple, sizes: dict[fx.Node, int], T: int) -> FoldTuner:
-    """The tuner of (``net``, input ``key``, ``T``), made on first use from the candidates' distinct plans."""
-    tuners = _KNOWN[net][key][2]
-    if T not in tuners:
-        seen: dict[tuple, int] = {}
-        for budget in sorted(CANDIDATES):
-            seen.setdefault(signature(plan_stages(program, sizes, budget, T)), budget)
-        tuners[T] = FoldTuner(tuple(seen.values()))
-    return tuners[T]
-
-
-def measured(net: nn.Module, key: tuple) -> bool:
-    """Whether a call with this input ``key`` has measured its sizes (only staged folding does)."""
-    return key in _KNOWN.get(net, {})
-
-
-def settled(net: nn.Module, key: tuple, T: int) -> bool:
-    """Whether calls with this input ``key`` and ``T`` have their sizes measured and their budget chosen."""
-    known = _KNOWN.get(net, {}).get(key)
-    return known is not None and T in known[2] and known[2][T].best is not None
+    """Keep the sizes measured on step 1 for later calls with the same input ``key``."""
+    _KNOWN.setdefault(net, {})[key] = (program.fingerprint, {n.name: b for n, b in sizes.items()})
 
 
 def weight_bytes(modules: dict[str, nn.Module], node: fx.Node) -> int:

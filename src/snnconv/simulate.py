@@ -5,8 +5,8 @@
   carries over between chunks); ``chunk=None`` folds all T steps at once. ``chunk="auto"`` (default) splits the
   graph into stages (``snnconv.fold_plan``) from every value's size per step (measured on step 1 alone the first
   time the network sees an input shape): early layers with large activations fold few steps (``fold_bytes`` per
-  activation: on CPU chosen online among 2/4/8 MB over the first calls of a shape and T, see
-  ``snnconv.fold_plan``; 256 MB on GPUs, which want large batches), late layers with small activations and large
+  activation: 4 MB on CPU, 256 MB on GPUs, which want large batches; ``tune_fold_bytes`` times other budgets on
+  the caller's machine, see ``snnconv.fold_plan``), late layers with small activations and large
   weights (VGG's 512-channel convs and its classifier) fold many, reading their weights once per chunk instead
   of once per step.
 * ``"step"`` (step by step): every layer advances one step at a time; memory O(layers), not O(T).
@@ -39,14 +39,14 @@ from torch import Tensor, nn
 from snnconv.convert.network import SpikingNetwork
 from snnconv.errors import SimulationError, all_positive, count_not_positive
 from snnconv.fold_plan import (
+    CANDIDATES,
     FOLD_BYTES,
     FOLD_BYTES_GPU,
+    SAMPLES,
     Stage,
+    distinct_budgets,
     known_sizes,
-    measured,
     remember_sizes,
-    settled,
-    tuner,
 )
 from snnconv.fold_plan import plan_stages as _plan_stages
 from snnconv.layers.add import Add
@@ -59,7 +59,7 @@ Schedule = Literal["layer", "step"]
 SCHEDULES: tuple[str, ...] = ("layer", "step")
 Layout = Literal["auto", "nchw", "channels_last"]
 LAYOUTS: tuple[str, ...] = ("auto", "nchw", "channels_last")
-__all__ = ["FOLD_BYTES", "FOLD_BYTES_GPU", "SimResult", "simulate", "warm_up"]
+__all__ = ["FOLD_BYTES", "FOLD_BYTES_GPU", "SimResult", "simulate", "tune_fold_bytes"]
 
 
 @dataclass
@@ -380,7 +380,7 @@ def simulate(
                 env.pop(name, None)
         return env
 
-    first, tuning, t0 = 0, None, time.perf_counter()
+    first = 0
     if steps_per_run == 0:  # auto: plan the stages from every value's size per step (measured on step 1 alone
         # the first time this network sees such an input; later calls fold step 1 with the others)
         key = _input_key(x, layout)
@@ -390,9 +390,6 @@ def simulate(
             outputs.append(run_nodes(program.nodes, dict(static_cache), 0, 1, sizes)["__output__"])
             first = 1
             remember_sizes(snn, program, key, sizes)
-        elif fold_bytes is None and x.device.type == "cpu":
-            tuning = tuner(snn, program, key, sizes, T)
-            fold_bytes = tuning.next_budget()
         if fold_bytes is None:
             fold_bytes = FOLD_BYTES if x.device.type == "cpu" else FOLD_BYTES_GPU
         stages = _plan_stages(program, sizes, fold_bytes, T - first) if T > first else []
@@ -427,22 +424,42 @@ def simulate(
 
     total = torch.cat(outputs, dim=0)  # (T, B, K) output currents
     t = torch.arange(1, T + 1, dtype=total.dtype, device=total.device).view(T, *([1] * (total.dim() - 1)))
-    result = SimResult(logits=total.cumsum(0) / t, spike_counts=counts, neurons=neurons, batch_size=B)
-    if tuning is not None:
-        tuning.record(fold_bytes, time.perf_counter() - t0)
-    return result
+    return SimResult(logits=total.cumsum(0) / t, spike_counts=counts, neurons=neurons, batch_size=B)
 
 
-def warm_up(snn: SpikingNetwork, x: Tensor, T: int, *, layout: Layout = "auto", max_calls: int = 16) -> int:
-    """Call ``simulate(snn, x, T)`` until its fold plan for this input shape and T is chosen (on CPU the first
-    calls of a shape time each candidate fold budget, see ``snnconv.fold_plan``); returns the number of calls.
-    Benchmarks call it so that they time the steady state; results never depend on it."""
-    key = _input_key(x, layout)
-    for calls in range(1, max_calls + 1):
-        simulate(snn, x, T, layout=layout)
-        if x.device.type != "cpu" or not measured(snn, key) or settled(snn, key, T):
-            return calls  # nothing (more) to tune: a GPU, a network without staged folding, or chosen
-    return max_calls
+def tune_fold_bytes(
+    snn: SpikingNetwork,
+    x: Tensor,
+    T: int,
+    *,
+    layout: Layout = "auto",
+    candidates: tuple[int, ...] = CANDIDATES,
+    samples: int = SAMPLES,
+) -> int:
+    """The fold budget (bytes per folded activation) that simulates ``snn`` on inputs shaped like ``x`` for ``T``
+    steps fastest on this machine: every candidate whose plan differs from a smaller one's is timed ``samples``
+    times, in turn, and the least time wins (noise only adds time). Pass the result as ``simulate(...,
+    fold_bytes=...)``. Results are the same bits for every budget; a larger one may take more memory.
+    """
+    if not candidates or any(not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in candidates):
+        raise SimulationError(f"tune_fold_bytes: candidates must be positive byte counts, got {candidates!r}")
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+        raise SimulationError(f"tune_fold_bytes: samples must be a positive integer, got {samples!r}")
+    simulate(snn, x, T, layout=layout, fold_bytes=min(candidates))  # measures the sizes (and checks the input)
+    program = _Program(snn.graph, layout)
+    sizes = known_sizes(snn, program, _input_key(x, layout))
+    if sizes is None or T == 1:  # no staged folding (accumulate-then-fire networks) or one step: nothing to choose
+        return min(candidates)
+    budgets = distinct_budgets(program, sizes, tuple(candidates), T)
+    times: dict[int, float] = {b: float("inf") for b in budgets}
+    for _ in range(samples if len(budgets) > 1 else 0):
+        for b in budgets:
+            t0 = time.perf_counter()
+            simulate(snn, x, T, layout=layout, fold_bytes=b)
+            if x.device.type == "cuda":
+                torch.cuda.synchronize(x.device)
+            times[b] = min(times[b], time.perf_counter() - t0)
+    return min(budgets, key=lambda b: times[b])
 
 
 def _input_key(x: Tensor, layout: str) -> tuple:
