@@ -105,9 +105,10 @@ def paired_ratio(
 def interleaved(setups: Mapping[str, Callable[[], Any]], repeats: int, device: str = "cpu") -> dict[str, Any]:
     """Time every setup once per repeat, in turn (after one warm-up call each).
 
-    Returns ``{"seconds": {name: median}, "ratio": {a: {b: median over repeats of t_a / t_b}}, "raw": ...}``;
-    the ratios are paired (same repeat), which cancels drifts of a loaded machine much better than a ratio of
-    medians.
+    Returns ``{"seconds": {name: median}, "ratio": {a: {b: median over repeats of t_a / t_b}}, "quartiles": {a:
+    {b: (25th, 75th percentile of those ratios)}}, "raw": ...}``; the ratios are paired (same repeat), which
+    cancels drifts of a loaded machine much better than a ratio of medians, and the quartiles say how far a
+    single repeat strays (a target is met robustly where the unfavourable quartile meets it too).
     """
     for fn in setups.values():
         fn()
@@ -116,8 +117,18 @@ def interleaved(setups: Mapping[str, Callable[[], Any]], repeats: int, device: s
         for k, fn in setups.items():
             raw[k].append(once(fn, device))
     seconds = {k: statistics.median(v) for k, v in raw.items()}
-    ratio = {a: {b: statistics.median(x / y for x, y in zip(raw[a], raw[b], strict=True)) for b in raw} for a in raw}
-    return {"seconds": seconds, "ratio": ratio, "raw": raw}
+    pairs = {a: {b: [x / y for x, y in zip(raw[a], raw[b], strict=True)] for b in raw} for a in raw}
+    ratio = {a: {b: statistics.median(r) for b, r in row.items()} for a, row in pairs.items()}
+    return {"seconds": seconds, "ratio": ratio, "quartiles": {a: {b: quartiles(r) for b, r in row.items()}
+            for a, row in pairs.items()}, "raw": raw}  # fmt: skip
+
+
+def quartiles(values: Sequence[float]) -> tuple[float, float]:
+    """25th and 75th percentile (the values themselves for fewer than two)."""
+    if len(values) < 2:
+        return (values[0], values[0]) if values else (float("nan"), float("nan"))
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], q[2]
 
 
 def peak_rss_mb() -> float:

@@ -32,10 +32,14 @@ modes, which this script asserts. The timed SpikingJelly network is its default 
 node has no fused multi-step path and is slower); the neuron initialisation does not change the work.
 
 Per T, all setups are timed interleaved in every repeat after a warm-up (see ``_timing.py``); ratios are medians
-of per-repeat ratios. "ANN" is the BN-folded QCFS ANN, T passes on the batch. The bit-serial section times
-``convert(ann, method="bitserial")`` at its exact T against T passes of the quantized ANN it equals. Peak RSS
-(``--rss-T``) is measured per setup in a fresh subprocess. Results: tables on stdout and
-``benchmarks/results/compare_spikingjelly_<model>.json``.
+of per-repeat ratios, printed with their quartiles over the repeats (``0.871 [0.85-0.90]``: half the repeats
+fell inside the brackets; the JSON keeps them as ``*_quartiles``). "ANN" is the BN-folded QCFS ANN, T passes on
+the batch, as PyTorch runs it by default (NCHW); "ann-cl" is the same ANN with channels-last weights and input,
+timed for reference (snnconv's engine picks channels-last convolutions where they are faster, and this row shows
+how much of its lead over T ANN passes that layout alone would give the ANN). The bit-serial section times
+``convert(ann, method="bitserial")`` at its exact T against T passes of
+the quantized ANN it equals. Peak RSS (``--rss-T``) is measured per setup in a fresh subprocess. Results: tables
+on stdout and ``benchmarks/results/compare_spikingjelly_<model>.json``.
 """
 
 from __future__ import annotations
@@ -171,6 +175,10 @@ class Setup:
         x = self.x
         if what == "ann":
             return torch.no_grad()(repeated(lambda: self.folded(x), T))
+        if what == "ann-cl":  # for reference: the same ANN with channels-last weights and input
+            cl = copy.deepcopy(self.folded).to(memory_format=torch.channels_last)
+            x_cl = x.contiguous(memory_format=torch.channels_last)
+            return torch.no_grad()(repeated(lambda: cl(x_cl), T))
         if what == "snnconv-tuned":  # tuned in this process: the peak-RSS subprocess counts the tuning runs too
             from snnconv import tune_fold_bytes
 
@@ -230,11 +238,18 @@ def bitserial_rows(model: str, args: argparse.Namespace, sj_best: dict[int, tupl
     row = {"setup": "snnconv-bitserial", "T": T, "seconds": res["seconds"]["snnconv-bitserial"],
            "img_per_s": args.batch / res["seconds"]["snnconv-bitserial"],
            "ratio_to_T_qann": res["ratio"]["snnconv-bitserial"]["qann"],
+           "ratio_to_T_qann_quartiles": res["quartiles"]["snnconv-bitserial"]["qann"],
            "qann_img_per_s": args.batch * T / res["seconds"]["qann"]}  # fmt: skip
     if T in sj_best:
         row["speedup_over_sj_best"] = res["ratio"][sj_best[T][0]]["snnconv-bitserial"]
+        row["speedup_over_sj_best_quartiles"] = res["quartiles"][sj_best[T][0]]["snnconv-bitserial"]
         row["sj_best_mode"] = sj_best[T][0]
     return [row]
+
+
+def spread(median: float, q: tuple[float, float], digits: int) -> str:
+    """A paired ratio with its quartiles over the repeats, e.g. ``0.871 [0.85-0.90]``."""
+    return f"{median:.{digits}f} [{q[0]:.2f}-{q[1]:.2f}]"
 
 
 def one(args: argparse.Namespace) -> None:
@@ -266,7 +281,7 @@ def bench_model(model: str, args: argparse.Namespace) -> None:
     rows: list[list[Any]] = []
     sj_best: dict[int, tuple[str, float]] = {}
     for T in Ts:
-        names = ("ann", *SNN_SETUPS, *SJ_MODES)
+        names = ("ann", "ann-cl", *SNN_SETUPS, *SJ_MODES)
         reps = args.repeats if T <= 8 else max(3, args.repeats // 2)
         res = interleaved({k: setup.runner(k, T) for k in names}, reps, args.device)
         best = min(SJ_MODES, key=lambda m: res["seconds"][m])
@@ -279,19 +294,23 @@ def bench_model(model: str, args: argparse.Namespace) -> None:
                                                 "--levels", str(args.levels), "--threads", str(args.threads),
                                                 "--device", args.device])  # fmt: skip
             rec = {"setup": k, "T": T, "seconds": res["seconds"][k], "img_per_s": args.batch / res["seconds"][k],
-                   "ratio_to_T_ann": res["ratio"][k]["ann"], "peak_rss_mb": rss}  # fmt: skip
+                   "ratio_to_T_ann": res["ratio"][k]["ann"], "ratio_to_T_ann_quartiles": res["quartiles"][k]["ann"],
+                   "repeats": reps, "peak_rss_mb": rss}  # fmt: skip
             if k == "snnconv-tuned":
                 rec["fold_bytes"] = TUNED[T]
             if k in SNN_SETUPS:
                 rec["speedup_over_sj_best"] = res["ratio"][best][k]
+                rec["speedup_over_sj_best_quartiles"] = res["quartiles"][best][k]
                 rec["speedup_over_sj_single"] = res["ratio"]["sj-single"][k]
             records.append(rec)
-            speed = f"{rec['speedup_over_sj_best']:.2f}" if k in SNN_SETUPS else ("best" if k == best else "")
-            rows.append([k, T, f"{rec['img_per_s']:.1f}", f"{rec['ratio_to_T_ann']:.3f}", speed,
-                         "" if rss is None else f"{rss:.0f}"])  # fmt: skip
+            speed = spread(rec["speedup_over_sj_best"], rec["speedup_over_sj_best_quartiles"], 2) if (
+                k in SNN_SETUPS) else ("best" if k == best else "")  # fmt: skip
+            ratio = spread(rec["ratio_to_T_ann"], rec["ratio_to_T_ann_quartiles"], 3)
+            rows.append([k, T, f"{rec['img_per_s']:.1f}", ratio, speed, "" if rss is None else f"{rss:.0f}"])
     load = ", ".join(f"{v:.1f}" for v in machine(args.threads)["load_average"])
     print(f"{model}, batch {args.batch}, {args.threads} threads, {args.device}, load average {load}")
-    print(table(["setup", "T", "img/s", "time / (T x ANN)", "speed-up over SJ best", "peak RSS MB"], rows))
+    print(table(["setup", "T", "img/s", "time / (T x ANN) [quartiles]", "speed-up over SJ best [quartiles]",
+                 "peak RSS MB"], rows))  # fmt: skip
     if not args.no_bitserial:
         bits = bitserial_rows(model, args, sj_best)
         records += bits

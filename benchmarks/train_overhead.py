@@ -75,14 +75,19 @@ def main() -> None:
         q_relu, cs_q = res["ratio"]["qcfs"]["relu"], res["ratio"]["csqcfs"]["qcfs"]
         records.append({"model": model, "seconds_per_step": {k: v / args.steps for k, v in res["seconds"].items()},
                         "qcfs_over_relu": q_relu, "csqcfs_over_qcfs": cs_q,
+                        "qcfs_over_relu_quartiles": res["quartiles"]["qcfs"]["relu"],
+                        "csqcfs_over_qcfs_quartiles": res["quartiles"]["csqcfs"]["qcfs"],
                         "raw_seconds": res["raw"]})  # fmt: skip
         ms = {k: f"{1e3 * res['seconds'][k] / args.steps:.0f}" for k in KINDS}
-        rows.append([model, ms["relu"], ms["qcfs"], ms["csqcfs"], f"{q_relu:.3f}", f"{cs_q:.3f}"])
+        qr, cq = res["quartiles"]["qcfs"]["relu"], res["quartiles"]["csqcfs"]["qcfs"]
+        rows.append([model, ms["relu"], ms["qcfs"], ms["csqcfs"], f"{q_relu:.3f} [{qr[0]:.3f}-{qr[1]:.3f}]",
+                     f"{cs_q:.3f} [{cq[0]:.3f}-{cq[1]:.3f}]"])  # fmt: skip
     info = machine(args.threads, args.device)
     print(f"batch {args.batch}, {args.steps} steps per run, {args.repeats} repeats, {args.threads} threads, "
           f"{args.device}, QCFS: {info['native_kernels']}, "
           f"load average {', '.join(f'{v:.1f}' for v in info['load_average'])}")  # fmt: skip
-    print(table(["model", "ReLU ms/step", "QCFS ms/step", "CS-QCFS ms/step", "QCFS / ReLU", "CS-QCFS / QCFS"], rows))
+    print(table(["model", "ReLU ms/step", "QCFS ms/step", "CS-QCFS ms/step", "QCFS / ReLU [quartiles]",
+                 "CS-QCFS / QCFS [quartiles]"], rows))  # fmt: skip
     meta = {"batch": args.batch, "levels": args.levels, "steps": args.steps, "repeats": args.repeats,
             "machine": info, "targets": {"qcfs_over_relu": 1.05, "csqcfs_over_qcfs_seed002": 1.0165}}  # fmt: skip
     name = "train_overhead.json" if info["native_kernels"].startswith("native") else "train_overhead_pytorch-qcfs.json"

@@ -173,6 +173,34 @@ def test_auto_chunking_stages_and_layouts_keep_the_schedules_identical(name, lay
                                rtol=0, atol=0.05)  # fmt: skip
 
 
+@pytest.mark.parametrize("avx512", [False, True])
+def test_auto_layout_follows_the_cpu(monkeypatch, avx512):
+    """``layout="auto"``: channels-last for every 2-D conv on CPUs without AVX-512, up to 128 input channels on
+    CPUs with it (``resolve_layout``, issue 8); the same bits as the layout it resolves to."""
+    import importlib
+
+    engine = importlib.import_module("snnconv.simulate")
+    monkeypatch.setattr(engine, "_cpu_has_avx512", lambda: avx512)
+    assert engine.resolve_layout("auto", torch.device("cpu")) == ("auto" if avx512 else "channels_last")
+    assert engine.resolve_layout("auto", torch.device("cuda")) == "auto"  # GPUs: unchanged
+    assert engine.resolve_layout("nchw", torch.device("cpu")) == "nchw"
+    torch.manual_seed(0)
+    snn = convert(randomize(create("vgg11", num_classes=10, in_channels=3, input_size=32, width=0.5)))
+    seen: list[tuple[int, bool]] = []
+    for mod in snn.modules():
+        if isinstance(mod, nn.Conv2d):
+            mod.register_forward_pre_hook(lambda m, a: seen.append(
+                (m.in_channels, a[0].is_contiguous(memory_format=torch.channels_last))))  # fmt: skip
+    x = torch.randn(2, 3, 32, 32)
+    auto = simulate(snn, x, 3, schedule="step")
+    wide = [cl for c, cl in seen if c > engine.CHANNELS_LAST_MAX_IN]
+    assert wide and all(cl for c, cl in seen if c <= engine.CHANNELS_LAST_MAX_IN)
+    assert all(wide) if not avx512 else not any(wide)
+    explicit = simulate(snn, x, 3, schedule="step", layout="channels_last")
+    if not avx512:
+        torch.testing.assert_close(auto.logits, explicit.logits, rtol=0, atol=0)
+
+
 def test_bad_layout_is_explained():
     with pytest.raises(SimulationError, match="layout must be one of auto, nchw, channels_last"):
         simulate(convert(_tiny()), torch.randn(2, 1, 4, 4), 4, layout="nhwc")

@@ -13,8 +13,9 @@
 
 Values that do not depend on time (the analog input and everything computed from it before the first neuron,
 i.e. the first layer's current under direct coding) are computed once and reused at every step. 2-D
-convolutions get their input in the memory layout that is faster for them (``layout="auto"``: channels-last up
-to 128 input channels); neuron state follows the layout of its currents.
+convolutions get their input in the memory layout that is faster for them (``layout="auto"``, see
+``resolve_layout``: channels-last for every conv on CPUs without AVX-512, up to 128 input channels elsewhere);
+neuron state follows the layout of its currents.
 The prediction after step t is the mean of the output layer's current over steps 1..t (SPEC §1).
 
 Analog stages (``snnconv.layers.analog``: transformer attention and LayerNorm) keep state like neurons: a
@@ -134,17 +135,34 @@ def _has(value: Any, kind: type) -> bool:
     return False
 
 
-#: 2-D convolutions with at most this many input channels read channels-last inputs (``layout="auto"``)
+#: under ``layout="auto"`` on AVX-512 CPUs and GPUs, 2-D convolutions with at most this many input channels read
+#: channels-last inputs (on other CPUs every 2-D convolution does: ``resolve_layout``)
 CHANNELS_LAST_MAX_IN = 128
 
 
-def _input_format(mod: Any, layout: str) -> torch.memory_format | None:
-    """The memory layout a layer's input is given in, or None to leave it as it comes.
+@functools.cache
+def _cpu_has_avx512() -> bool:
+    return "AVX512" in torch.backends.cpu.get_cpu_capability()
 
-    oneDNN's channels-last kernels are about twice as fast as NCHW for convolutions with few channels on large
-    feature maps (ResNet-20, the first VGG blocks; measured on the reference CPU) and slower for 512-channel
-    layers on 2×2-4×4 maps, so ``"auto"`` picks per layer by input channels. A conv given an NCHW input with NCHW
-    weights runs NCHW; the neurons keep whatever layout their currents have.
+
+def resolve_layout(layout: str, device: torch.device) -> str:
+    """What ``layout`` means for inputs on ``device``: ``"auto"`` becomes ``"channels_last"`` on CPUs without
+    AVX-512 and stays ``"auto"`` (channels-last up to ``CHANNELS_LAST_MAX_IN`` input channels) elsewhere.
+
+    Measured with oneDNN (benchmarks/README.md): channels-last convolutions are about twice as fast as NCHW for
+    few channels on large maps on every CPU tried; for 256-512 channels on 2×2-8×8 maps they were slower on an
+    AVX-512 EPYC (2026-11-23) and 1.4-1.7× faster on an AVX2 one (2026-12-04: VGG-16's SNN 0.66 instead of 0.86 of
+    T ANN passes at T = 4). A deterministic rule rather than a timing, so the same machine always gives the same
+    bits; ``layout="nchw"`` or ``"channels_last"`` fixes it.
+    """
+    if layout == "auto" and device.type == "cpu" and not _cpu_has_avx512():
+        return "channels_last"
+    return layout
+
+
+def _input_format(mod: Any, layout: str) -> torch.memory_format | None:
+    """The memory layout a layer's input is given in under a resolved ``layout`` (see ``resolve_layout``), or
+    None to leave it as it comes. A conv given an NCHW input runs NCHW; neurons keep their currents' layout.
     """
     if layout == "nchw" or not isinstance(mod, nn.Conv2d):
         return None
@@ -321,12 +339,13 @@ def simulate(
     """Run ``snn`` on a batch ``x`` (direct coding: the analog input at every step) for ``T`` steps.
 
     ``layout``: memory layout of 2-D convolution inputs: ``"auto"`` (channels-last where it is faster, see
-    ``_input_format``), ``"nchw"`` (as they come) or ``"channels_last"``. Results agree to float rounding across
+    ``resolve_layout``), ``"nchw"`` (as they come) or ``"channels_last"``. Results agree to float rounding across
     layouts; within one layout both schedules and every chunking give identical results.
     """
     _validate_network(snn)
     if layout not in LAYOUTS:
         raise SimulationError(f"simulate: layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    layout = resolve_layout(layout, x.device) if isinstance(x, Tensor) else layout  # non-tensors: _validate says
     program = _Program(snn.graph, layout)
     _validate(snn, program, x, T, schedule, chunk)
     B = x.shape[0]
@@ -446,6 +465,7 @@ def tune_fold_bytes(
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
         raise SimulationError(f"tune_fold_bytes: samples must be a positive integer, got {samples!r}")
     simulate(snn, x, T, layout=layout, fold_bytes=min(candidates))  # measures the sizes (and checks the input)
+    layout = resolve_layout(layout, x.device)  # as simulate resolved it: the sizes are kept under that key
     program = _Program(snn.graph, layout)
     sizes = known_sizes(snn, program, _input_key(x, layout))
     if sizes is None or T == 1:  # no staged folding (accumulate-then-fire networks) or one step: nothing to choose
