@@ -131,6 +131,11 @@ def quartiles(values: Sequence[float]) -> tuple[float, float]:
     return q[0], q[2]
 
 
+def spread(median: float, q: tuple[float, float], digits: int, q_digits: int = 2) -> str:
+    """A paired ratio with its quartiles over the repeats, e.g. ``0.871 [0.85-0.90]``."""
+    return f"{median:.{digits}f} [{q[0]:.{q_digits}f}-{q[1]:.{q_digits}f}]"
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MiB.
 

@@ -37,9 +37,9 @@ fell inside the brackets; the JSON keeps them as ``*_quartiles``). "ANN" is the 
 the batch, as PyTorch runs it by default (NCHW); "ann-cl" is the same ANN with channels-last weights and input,
 timed for reference (snnconv's engine picks channels-last convolutions where they are faster, and this row shows
 how much of its lead over T ANN passes that layout alone would give the ANN). The bit-serial section times
-``convert(ann, method="bitserial")`` at its exact T against T passes of
-the quantized ANN it equals. Peak RSS (``--rss-T``) is measured per setup in a fresh subprocess. Results: tables
-on stdout and ``benchmarks/results/compare_spikingjelly_<model>.json``.
+``convert(ann, method="bitserial")`` at its exact T against T passes of the quantized ANN it equals. Peak RSS
+(``--rss-T``) is measured per setup in a fresh subprocess. Results: tables on stdout and
+``benchmarks/results/compare_spikingjelly_<model>.json``.
 """
 
 from __future__ import annotations
@@ -65,14 +65,13 @@ from _timing import (  # noqa: E402
     random_input,
     repeated,
     rss_subprocess,
+    spread,
     sync,
     write_json,
 )
 
 SJ_MODES = ("sj-single", "sj-multi")
 SNN_SETUPS = ("snnconv-layer", "snnconv-step", "snnconv-tuned")
-#: fold budget chosen by ``snnconv.tune_fold_bytes`` per T (the "snnconv-tuned" setup: layer schedule)
-TUNED: dict[int, int] = {}
 
 
 def require_spikingjelly() -> Any:
@@ -161,6 +160,8 @@ class Setup:
         self.x = random_input(batch).to(device)
         self.device = device
         self.folded = fold_bn(self.ann).to(device)
+        self.folded_cl: nn.Module | None = None  # the channels-last copy, made on first use ("ann-cl")
+        self.tuned: dict[int, int] = {}  # T -> fold budget ``snnconv.tune_fold_bytes`` chose ("snnconv-tuned")
         self.snn = convert(self.ann).to(device) if need & {*SNN_SETUPS, "check"} else None
         self.sj: dict[str, nn.Module] = {}
         if need & {*SJ_MODES, "check"}:
@@ -176,13 +177,14 @@ class Setup:
         if what == "ann":
             return torch.no_grad()(repeated(lambda: self.folded(x), T))
         if what == "ann-cl":  # for reference: the same ANN with channels-last weights and input
-            cl = copy.deepcopy(self.folded).to(memory_format=torch.channels_last)
-            x_cl = x.contiguous(memory_format=torch.channels_last)
+            if self.folded_cl is None:
+                self.folded_cl = copy.deepcopy(self.folded).to(memory_format=torch.channels_last)
+            cl, x_cl = self.folded_cl, x.contiguous(memory_format=torch.channels_last)
             return torch.no_grad()(repeated(lambda: cl(x_cl), T))
         if what == "snnconv-tuned":  # tuned in this process: the peak-RSS subprocess counts the tuning runs too
             from snnconv import tune_fold_bytes
 
-            budget = TUNED[T] = tune_fold_bytes(self.snn, x, T)
+            budget = self.tuned[T] = tune_fold_bytes(self.snn, x, T)
             return lambda: self.simulate(self.snn, x, T, fold_bytes=budget)
         if what in SNN_SETUPS:
             schedule = what.split("-")[1]
@@ -247,11 +249,6 @@ def bitserial_rows(model: str, args: argparse.Namespace, sj_best: dict[int, tupl
     return [row]
 
 
-def spread(median: float, q: tuple[float, float], digits: int) -> str:
-    """A paired ratio with its quartiles over the repeats, e.g. ``0.871 [0.85-0.90]``."""
-    return f"{median:.{digits}f} [{q[0]:.2f}-{q[1]:.2f}]"
-
-
 def one(args: argparse.Namespace) -> None:
     """Subprocess entry: run one setup once (after building it) and print its peak RSS."""
     what, T = args.one[0], int(args.one[1])
@@ -297,7 +294,7 @@ def bench_model(model: str, args: argparse.Namespace) -> None:
                    "ratio_to_T_ann": res["ratio"][k]["ann"], "ratio_to_T_ann_quartiles": res["quartiles"][k]["ann"],
                    "repeats": reps, "peak_rss_mb": rss}  # fmt: skip
             if k == "snnconv-tuned":
-                rec["fold_bytes"] = TUNED[T]
+                rec["fold_bytes"] = setup.tuned[T]
             if k in SNN_SETUPS:
                 rec["speedup_over_sj_best"] = res["ratio"][best][k]
                 rec["speedup_over_sj_best_quartiles"] = res["quartiles"][best][k]

@@ -25,7 +25,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import interleaved, machine, sync, write_json  # noqa: E402
+from _timing import interleaved, machine, spread, sync, write_json  # noqa: E402
 
 KINDS = ("relu", "qcfs", "csqcfs")
 
@@ -79,9 +79,9 @@ def main() -> None:
                         "csqcfs_over_qcfs_quartiles": res["quartiles"]["csqcfs"]["qcfs"],
                         "raw_seconds": res["raw"]})  # fmt: skip
         ms = {k: f"{1e3 * res['seconds'][k] / args.steps:.0f}" for k in KINDS}
-        qr, cq = res["quartiles"]["qcfs"]["relu"], res["quartiles"]["csqcfs"]["qcfs"]
-        rows.append([model, ms["relu"], ms["qcfs"], ms["csqcfs"], f"{q_relu:.3f} [{qr[0]:.3f}-{qr[1]:.3f}]",
-                     f"{cs_q:.3f} [{cq[0]:.3f}-{cq[1]:.3f}]"])  # fmt: skip
+        q = res["quartiles"]
+        rows.append([model, ms["relu"], ms["qcfs"], ms["csqcfs"], spread(q_relu, q["qcfs"]["relu"], 3, 3),
+                     spread(cs_q, q["csqcfs"]["qcfs"], 3, 3)])  # fmt: skip
     info = machine(args.threads, args.device)
     print(f"batch {args.batch}, {args.steps} steps per run, {args.repeats} repeats, {args.threads} threads, "
           f"{args.device}, QCFS: {info['native_kernels']}, "

@@ -7,7 +7,8 @@ remembered: ``remember_sizes`` / ``known_sizes``) and a *fold budget* (bytes a f
 Which budget is fastest depends on the machine (caches, memory bandwidth, what else runs on it). The CPU default
 is 4 MB: it keeps the peak memory of VGG-16 and ResNet-20 at T = 32 below SpikingJelly's single-step mode. On the
 reference VM (2 cores, 2026-12-02) 8 MB was 5-15 % faster on ResNet-20 but took VGG-16 to 1350 MB against
-SpikingJelly's 1284 (benchmarks/README.md), while an earlier day's runs there preferred 4 MB for ResNet-20 too.
+SpikingJelly's 1284, while an earlier day's runs there preferred 4 MB for ResNet-20 too; on 2026-12-04 the
+budget ``tune_fold_bytes`` picked changed from run to run, the differences being smaller than the noise.
 ``snnconv.tune_fold_bytes`` times the ``CANDIDATES`` on the caller's own network, input and machine and returns
 the fastest, to pass as ``simulate(..., fold_bytes=...)``. Every plan gives bit-identical results (the engine's
 invariant, tested), so the budget changes only speed and memory.
