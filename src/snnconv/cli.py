@@ -36,6 +36,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
 def _chunk(text: str) -> int | str:
     return "auto" if text == "auto" else _positive_int(text)
 
@@ -56,6 +66,12 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
+    p.add_argument(
+        "--dropout",
+        type=_fraction,
+        default=None,
+        help="classifier dropout of VGG-style models (default: the model's own; VGG: 0, as seed 004's code)",
+    )
     p.add_argument("--threshold-init", type=float, default=8.0, help="initial QCFS threshold λ")
     p.add_argument("--qcfs-reg", type=float, default=0.0, help="w_q of the QCFS regularizer (seed 000), e.g. 0.1")
     p.add_argument("--sparsity", type=float, default=0.0, help="bit-level l1 coefficient (seed 001), e.g. 1e-8")
@@ -88,7 +104,7 @@ def _config(args: argparse.Namespace):
     return TrainConfig(
         model=args.model, dataset=args.dataset, act=args.act, levels=args.levels, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, optimizer=args.optimizer,
-        seed=args.seed, width=args.width, threshold_init=args.threshold_init, subset=args.subset,
+        seed=args.seed, width=args.width, dropout=args.dropout, threshold_init=args.threshold_init, subset=args.subset,
         qcfs_reg=args.qcfs_reg, sparsity=args.sparsity, init_from=args.init_from,
         init_percentile=args.init_percentile, augment=not args.no_augment, autoaugment=args.autoaugment,
         cutout=args.cutout, device=args.device, num_workers=args.num_workers, out=args.out, log=args.log,

@@ -21,6 +21,7 @@ from snnconv.analysis.boundary import boundary_report, has_analog
 from snnconv.analysis.thresholds import threshold_stats
 from snnconv.convert.network import SpikingNetwork
 from snnconv.report import table
+from snnconv.threshold_events import EVENTS_FILE, format_events, read_events
 
 __all__ = ["inspect_model", "inspect_run"]
 
@@ -71,4 +72,8 @@ def inspect_run(run_dir: str | os.PathLike, which: str = "best") -> str:
     model, config = load_run(run_dir, which)
     head = (f"run {Path(run_dir)} ({which}.pt): {config.model} (width {config.width}) on {config.dataset}, "
             f"act {config.act}, L = {config.levels}")  # fmt: skip
-    return head + "\n" + inspect_model(model)
+    text = head + "\n" + inspect_model(model)
+    events = read_events(run_dir)
+    if events:
+        text += f"\nthreshold excursions to θ ≤ 0 during training ({EVENTS_FILE}):\n" + format_events(events)
+    return text

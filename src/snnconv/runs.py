@@ -6,6 +6,8 @@ A run directory holds ``config.json``, ``last.pt`` (resumable training state), `
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -37,6 +39,7 @@ def build_model(config: TrainConfig) -> nn.Module:
         input_size=info.input_size[0],
         act=make_act(config.act, levels=config.levels, threshold=config.threshold_init),
         width=config.width,
+        **({} if config.dropout is None else {"dropout": config.dropout}),
     )
 
 
@@ -56,6 +59,9 @@ def train_run(config: TrainConfig, *, resume: bool = False, root: str | os.PathL
     batch; see :mod:`snnconv.distributed`).
     """
     distributed.init(resolve_device(config.device))
+    saved = Path(config.out) / "config.json"
+    if resume and config.dropout is None and saved.is_file():  # a run from before `dropout` was recorded
+        config = dataclasses.replace(config, dropout=TrainConfig.from_dict(json.loads(saved.read_text())).dropout)
     shard = distributed.shard_kwargs(config.batch_size)
     seed_everything(config.seed)
     model = build_model(config)

@@ -46,6 +46,7 @@ from snnconv.checkpoint import (
 from snnconv.errors import CheckpointError, SnnconvError, TrainingDiverged
 from snnconv.layers.act import ACT_KINDS
 from snnconv.metrics_log import LOG_KINDS, RunLog
+from snnconv.threshold_events import ThresholdMonitor
 
 ACTS = ACT_KINDS
 OPTIMIZERS = ("sgd", "adam")
@@ -69,6 +70,7 @@ class TrainConfig:
     seed: int = 0
     threshold_init: float = 8.0
     width: float = 1.0
+    dropout: float | None = None  # classifier dropout of models that have one; None: the model's default
     subset: int | None = None
     amp: bool = False  # bf16 autocast, only when running on CUDA
     device: str = "auto"
@@ -95,6 +97,8 @@ class TrainConfig:
             raise SnnconvError(f"TrainConfig: seed must be a non-negative integer, got {self.seed!r}")
         if not self.lr > 0:
             raise SnnconvError(f"TrainConfig: lr must be > 0, got {self.lr!r}")
+        if self.dropout is not None and not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+            raise SnnconvError(f"TrainConfig: dropout must be in [0, 1) or None, got {self.dropout!r}")
         if self.log not in LOG_KINDS:
             raise SnnconvError(f"TrainConfig: log must be one of {LOG_KINDS}, got {self.log!r}")
 
@@ -103,11 +107,22 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        d = _legacy_defaults(d)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise SnnconvError(f"TrainConfig: unknown keys {unknown}; known keys: {sorted(known)}")
         return cls(**d)
+
+
+_OLD_VGG_DROPOUT = 0.5  # VGG-11/16's classifier dropout before it followed the QCFS reference (0)
+
+
+def _legacy_defaults(d: dict) -> dict:
+    """A config written before a key existed means that key's old behaviour (old runs load and resume as before)."""
+    if "dropout" not in d and d.get("model") in ("vgg11", "vgg16"):
+        d = {**d, "dropout": _OLD_VGG_DROPOUT}
+    return d
 
 
 def seed_everything(seed: int) -> None:
@@ -241,15 +256,17 @@ def fit(
     optimizer, cfg = make_optimizer(model, config), config.to_dict()
     scheduler = make_scheduler(optimizer, config)
     start, best_acc, best_epoch, history = 0, -1.0, 0, []
+    monitor = ThresholdMonitor(model)
     runlog = RunLog(out, config.log) if main else None
     if resume:
         if not last.is_file():
             raise CheckpointError(f"cannot resume: {last} does not exist; run without resume to start fresh")
         ckpt = load_checkpoint(last, kind=KIND_TRAIN)
+        saved_cfg = _legacy_defaults(ckpt["config"])
         diff = [
-            f"{k}: {ckpt['config'].get(k)!r} -> {cfg.get(k)!r}"
-            for k in sorted(set(cfg) | set(ckpt["config"]))
-            if k not in _RUNTIME_KEYS and ckpt["config"].get(k) != cfg.get(k)
+            f"{k}: {saved_cfg.get(k)!r} -> {cfg.get(k)!r}"
+            for k in sorted(set(cfg) | set(saved_cfg))
+            if k not in _RUNTIME_KEYS and saved_cfg.get(k) != cfg.get(k)
         ]
         if diff:
             raise CheckpointError(
@@ -258,6 +275,7 @@ def fit(
             )
         restore_training_state(ckpt, model, optimizer, scheduler, source=str(last))
         start, best_acc, best_epoch = ckpt["epoch"], ckpt["best_acc"], ckpt["best_epoch"]
+        monitor = ThresholdMonitor(model, ckpt.get("threshold_events"))
         if rank > 0:  # each rank continues its own RNG streams (a fresh one if the world size changed)
             ranks = ckpt.get("rng_ranks") or []
             if len(ranks) == world:
@@ -328,6 +346,7 @@ def fit(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                monitor.check(epoch + 1, step + 1)
                 loss_sum += value * len(y)
                 correct += (logits.detach().argmax(1) == y).sum()
                 seen += len(y)
@@ -366,12 +385,14 @@ def fit(
                     "rng": rng_state(),
                     "config": cfg,
                     "metrics": metrics,
+                    "threshold_events": monitor.events,
                 }
                 if rngs is not None:
                     payload["rng_ranks"] = rngs
                 save_checkpoint(last, payload, kind=KIND_TRAIN)  # last.pt first: resume heals a missing best.pt
                 if improved:
                     save_checkpoint(best, _model_payload(payload), kind=KIND_MODEL)
+                monitor.write(out)
                 with open(metrics_path, "a") as f:
                     f.write(json.dumps(metrics) + "\n")
                 runlog.log(metrics, model)

@@ -2,8 +2,10 @@
 
 Features after Simonyan & Zisserman (2015) / torchvision ``vgg16_bn``; CIFAR classifier as in the QCFS
 reference code (Bu et al., ICLR 2022): Flatten - Linear(512·s·s, 4096) - act - Dropout - Linear(4096, 4096)
-- act - Dropout - Linear(4096, classes). MaxPool is replaced by ``AvgPool2d(2)``; a pooling stage that would
-shrink the feature map below 1×1 is dropped, so any ``input_size`` works (28 → 14 → 7 → 3 → 1).
+- act - Dropout - Linear(4096, classes), with the reference's dropout of 0 by default (no Dropout module;
+torchvision's 0.5 is ``dropout=0.5``; snnconv runs written before the ``dropout`` key was recorded used 0.5).
+MaxPool is replaced by ``AvgPool2d(2)``; a pooling stage that would shrink the feature map below 1×1 is dropped,
+so any ``input_size`` works (28 → 14 → 7 → 3 → 1).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class VGG(nn.Module):
         input_size: int = 32,
         width: float = 1.0,
         hidden: int | None = None,
-        dropout: float = 0.5,
+        dropout: float = 0.0,
         hidden_layers: int = 2,
     ) -> None:
         super().__init__()
