@@ -36,7 +36,7 @@ def test_bad_arguments_are_rejected_by_the_parser(argv, message, capsys):
 def test_missing_run_directory_is_one_clear_line(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
-    assert "best.pt not found" in err and "snnconv train" in err and "Traceback" not in err
+    assert "last.pt not found" in err and "snnconv train" in err and "Traceback" not in err
 
 
 def test_train_with_qcfs_regularizer_on_digits(tmp_path, capsys):

@@ -349,10 +349,10 @@ def _copy_run(run: Path, tmp: Path) -> Path:
     return dst
 
 
-def _truncate_best(run: Path, tmp: Path) -> list[str]:
+def _truncate_last(run: Path, tmp: Path) -> list[str]:
     dst = _copy_run(run, tmp)
-    data = (dst / "best.pt").read_bytes()
-    (dst / "best.pt").write_bytes(data[: len(data) // 3])
+    data = (dst / "last.pt").read_bytes()
+    (dst / "last.pt").write_bytes(data[: len(data) // 3])
     return ["evaluate", str(dst), "--T", "2"]
 
 
@@ -364,11 +364,11 @@ class _Evil:
         return (open, (self.marker, "w"))  # unpickling would create the marker file
 
 
-def _malicious_best(run: Path, tmp: Path) -> list[str]:
+def _malicious_last(run: Path, tmp: Path) -> list[str]:
     dst = _copy_run(run, tmp)
-    record = load_checkpoint(dst / "best.pt")
+    record = load_checkpoint(dst / "last.pt")
     record["extra"] = _Evil(str(tmp / "pwned"))
-    torch.save(record, dst / "best.pt")
+    torch.save(record, dst / "last.pt")
     return ["evaluate", str(dst), "--T", "2"]
 
 
@@ -402,12 +402,12 @@ CLI_BAD_INPUT: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
         lambda r, t: ["train", *TRAIN, "--model", "small_cnn", "--resume", "--out", str(r)],
         "config differs .*model: 'mlp' -> 'small_cnn'",
     ),
-    ("missing run", lambda r, t: ["evaluate", str(t / "nowhere")], r"best.pt not found .*snnconv train"),
-    ("truncated checkpoint", _truncate_best, "best.pt is corrupted or truncated"),
-    ("malicious checkpoint", _malicious_best, "best.pt contains arbitrary Python objects and was refused"),
+    ("missing run", lambda r, t: ["evaluate", str(t / "nowhere")], r"last.pt not found .*snnconv train"),
+    ("truncated checkpoint", _truncate_last, "last.pt is corrupted or truncated"),
+    ("malicious checkpoint", _malicious_last, "last.pt contains arbitrary Python objects and was refused"),
     ("dataset file missing", _partial_fashion, "is incomplete: train-images-idx3-ubyte.gz missing"),
-    ("analyze missing run", lambda r, t: ["analyze", str(t / "nowhere")], r"best.pt not found"),
-    ("inspect missing run", lambda r, t: ["inspect", str(t / "nowhere")], r"best.pt not found"),
+    ("analyze missing run", lambda r, t: ["analyze", str(t / "nowhere")], r"last.pt not found"),
+    ("inspect missing run", lambda r, t: ["inspect", str(t / "nowhere")], r"last.pt not found"),
     ("report missing dir", lambda r, t: ["report", str(t / "nowhere")], r"is not a directory"),
 ]
 

@@ -59,7 +59,7 @@ def test_inspect_run(tmp_path):
     train_run(cfg)
     text = inspect_run(tmp_path / "run")
     first, second = text.splitlines()[:2]
-    assert first.startswith(f"run {tmp_path / 'run'} (best.pt): small_cnn (width 1.0) on digits, act csqcfs, L = 4")
+    assert first.startswith(f"run {tmp_path / 'run'} (last.pt): small_cnn (width 1.0) on digits, act csqcfs, L = 4")
     assert second.startswith("VGG: ")
     assert _row(text, "features.2")[1:3] == ["QCFS", "analog"] and "MaxDiff" in text
     with pytest.raises(Exception, match="not found"):

@@ -46,6 +46,15 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _add_checkpoint_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoint",
+        default="last",
+        choices=("last", "best"),
+        help="last: the final epoch (default); best: the best test-accuracy epoch (selects on the test set)",
+    )
+
+
 def _chunk(text: str) -> int | str:
     return "auto" if text == "auto" else _positive_int(text)
 
@@ -151,8 +160,29 @@ def print_report(report: dict) -> None:
     )
     print(f"ANN accuracy: {report['ann_accuracy']:.2f}%")
     print(accuracy_table(T, snn, report["ann_accuracy"], rates))
+    note = low_T_note(report)
+    if note:
+        print(note)
     print(f"\nper-layer spike rate (spikes / (neurons · T), T={T[-1]}):")
     print(table(["layer", "spike rate"], [[k, f"{v:.4f}"] for k, v in report["spike_rate"].items()]))
+
+
+LOW_T_GAP = 3.0  # points of accuracy a plain IF SNN may lose at T <= 4 before the CLI says what to do
+
+
+def low_T_note(report: dict) -> str | None:
+    """One line when a plain IF network loses more than 3 points at some T <= 4 (issue 28, docs/depth.md)."""
+    if report.get("method") != "if" or report.get("ann_accuracy") is None:
+        return None
+    gaps = {t: report["ann_accuracy"] - report["snn_accuracy"][str(t)] for t in report["T"] if t <= 4}
+    worst = max(gaps, key=gaps.get, default=None)
+    if worst is None or gaps[worst] <= LOW_T_GAP:
+        return None
+    return (
+        f"note: the plain IF SNN is {gaps[worst]:.1f} points below the ANN at T = {worst}; deep plain-QCFS "
+        "networks lose accuracy at low T (unevenness error): for T <= 4 use offset-spike calibration "
+        "(--method cos --rho 4, latency T + 4) or train longer/wider; docs/depth.md has the measured choices"
+    )
 
 
 def _write_outputs(report: dict, run: Path, json_path: str | None) -> None:
@@ -430,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", type=_positive_int, default=None, help="first N test images only")
     p.add_argument("--schedule", default="layer", choices=("layer", "step"))
     p.add_argument("--chunk", type=_chunk, default="auto", help="fold at most this many steps at once (or auto)")
-    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    _add_checkpoint_arg(p)
     p.add_argument("--data-root", default=None)
     p.add_argument("--json", default=None, help="write the report here (default RUN/eval_<method>.json)")
     _add_calibration_args(p)
@@ -458,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=128)
     p.add_argument("--energy-table", default="45nm", choices=("45nm", "seed001"))
     _add_calibration_args(p)
-    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    _add_checkpoint_arg(p)
     p.add_argument("--data-root", default=None)
     p.set_defaults(func=cmd_analyze)
 
@@ -476,14 +506,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", help="layers of a run: spiking/analog, threshold statistics")
     p.add_argument("run")
-    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    _add_checkpoint_arg(p)
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("export-nir", help="write a run's IF-method SNN as a NIR graph (HDF5)")
     p.add_argument("run")
     p.add_argument("out", help="output file, e.g. net.nir")
     p.add_argument("--fold-scales", action="store_true", help="0/1 spikes: θ folded into the next layer's weights")
-    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    _add_checkpoint_arg(p)
     p.set_defaults(func=cmd_export_nir)
 
     p = sub.add_parser("list", help="registered models, datasets and conversion methods")

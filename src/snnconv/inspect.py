@@ -65,7 +65,7 @@ def inspect_model(model: nn.Module) -> str:
     return "\n".join(lines)
 
 
-def inspect_run(run_dir: str | os.PathLike, which: str = "best") -> str:
+def inspect_run(run_dir: str | os.PathLike, which: str = "last") -> str:
     """``inspect_model`` of the trained ANN of a run directory (``snnconv.runs.load_run``), with its config."""
     from snnconv.runs import load_run
 

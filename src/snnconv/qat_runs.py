@@ -224,7 +224,7 @@ def train_qat_run(
     return {**result, "method": "qat", "bits": bits, "settings": settings}
 
 
-def load_qat_run(run_dir: str | os.PathLike, which: str = "best") -> tuple[fx.GraphModule, TrainConfig]:
+def load_qat_run(run_dir: str | os.PathLike, which: str = "last") -> tuple[fx.GraphModule, TrainConfig]:
     """The fake-quantized model of a QAT run directory (``best.pt`` / ``last.pt``), frozen, in eval mode."""
     run = Path(run_dir)
     settings = _read_settings(run)
@@ -266,7 +266,7 @@ def evaluate_calif_run(
     input_coding: str = "codes",
     order: str = "even",
     batch_size: int = 128,
-    checkpoint: str = "best",
+    checkpoint: str = "last",
     root: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> dict:

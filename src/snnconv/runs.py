@@ -86,7 +86,7 @@ def train_run(config: TrainConfig, *, resume: bool = False, root: str | os.PathL
     return fit(model, train, test, config, config.out, resume=resume, extra_loss=extra_loss)
 
 
-def load_run(run_dir: str | os.PathLike, which: str = "best") -> tuple[nn.Module, TrainConfig]:
+def load_run(run_dir: str | os.PathLike, which: str = "last") -> tuple[nn.Module, TrainConfig]:
     """The trained ANN of a run directory (``best.pt`` or ``last.pt``) and its config, loaded safely."""
     run = Path(run_dir)
     if (run / QAT_FILE).is_file():  # every QCFS/ReLU command loads through here: one refusal for all of them
@@ -112,7 +112,7 @@ def evaluate_run(
     subset: int | None = None,
     schedule: str = "layer",
     chunk: int | str | None = "auto",
-    checkpoint: str = "best",
+    checkpoint: str = "last",
     root: str | None = None,
     progress: bool = True,
     options: dict | None = None,

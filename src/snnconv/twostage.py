@@ -217,7 +217,7 @@ def two_stage(
     return {"stage1": stage1, "stage2": stage2, "out": s2.out}
 
 
-def load_two_stage(run_dir: str | os.PathLike, which: str = "best") -> tuple[nn.Module, TrainConfig]:
+def load_two_stage(run_dir: str | os.PathLike, which: str = "last") -> tuple[nn.Module, TrainConfig]:
     """The fine-tuned ANN of a ``two_stage`` stage-2 directory (any ablation variant) and its config.
 
     Directories without ``twostage.json`` are loaded with ``runs.load_run``.

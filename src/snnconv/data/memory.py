@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import Dataset, Subset
 
+from snnconv.data.batch_augment import random_crop_flip, random_erasing
 from snnconv.data.transforms import Pipeline
 from snnconv.errors import SnnconvError
 
@@ -74,6 +75,9 @@ class InMemoryDataset(Dataset):
         idx = torch.as_tensor(indices, dtype=torch.int64)
         x = self.images.index_select(0, idx)
         p = self.pipeline
+        if p.batch_crop_flip is not None:  # the same augmentation for the whole batch at once (issue 21)
+            x = p.normalize_batch(random_crop_flip(x, *p.batch_crop_flip))
+            return (x if p.post is None else random_erasing(x)), self.labels.index_select(0, idx)
         if p.pre is not None:
             x = torch.stack([p.pre(img) for img in x]).as_subclass(torch.Tensor)
         x = p.normalize_batch(x)

@@ -29,6 +29,9 @@ class Pipeline:
     post: v2.Transform | None
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    #: batched form of ``pre``/``post`` (``snnconv.data.batch_augment``) for in-memory batches: crop padding and
+    #: flip (None when ``pre`` holds more than random crop/flip, e.g. AutoAugment), Cutout after normalising
+    batch_crop_flip: tuple[int, bool] | None = None
 
     def __call__(self, img):
         if self.pre is not None:
@@ -93,6 +96,8 @@ def build_pipeline(
         if autoaugment:
             ops.append(v2.AutoAugment(v2.AutoAugmentPolicy[info.autoaugment_policy.upper()]))
     pre = None if not ops else ops[0] if len(ops) == 1 else v2.Compose(ops)
+    crop_flip_only = all(isinstance(op, (v2.RandomCrop, v2.RandomHorizontalFlip)) for op in ops)
+    batched = (info.crop_padding if info.recipe == "small" else 0, info.hflip) if augment and crop_flip_only else None
     normalize = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(info.mean, info.std)])
     post = v2.RandomErasing(p=0.5, value=0) if (augment and cutout) else None
-    return Pipeline(pre=pre, normalize=normalize, post=post, mean=info.mean, std=info.std)
+    return Pipeline(pre=pre, normalize=normalize, post=post, mean=info.mean, std=info.std, batch_crop_flip=batched)
