@@ -258,13 +258,14 @@ def evaluate_bitserial(args: argparse.Namespace) -> dict:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from snnconv.cli_qat import cmd_evaluate_calif
-    from snnconv.runs import evaluate_run
+    from snnconv.runs import evaluate_run, output_dir
 
     if args.method == "calif":
         return cmd_evaluate_calif(args)
     if args.method == "bitserial":
         report = evaluate_bitserial(args)
-        out = Path(args.json) if args.json else Path(args.run) / "eval_bitserial.json"
+        out = Path(args.json) if args.json else output_dir(args.run) / "eval_bitserial.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nwrote {out}")
         return 0
@@ -274,7 +275,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         options=_method_options(args),
     )  # fmt: skip
     print_report(report)
-    _write_outputs(report, Path(args.run), args.json)
+    _write_outputs(report, output_dir(args.run), args.json)
     return 0
 
 
@@ -311,11 +312,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from snnconv.analysis.plots import plot_error_decomposition, plot_spike_rates
     from snnconv.convert import convert
     from snnconv.evaluate import bitserial_bits, bitserial_plan
-    from snnconv.runs import load_run, test_loader
+    from snnconv.runs import load_run, output_dir, test_loader
     from snnconv.simulate import simulate
 
-    run = Path(args.run)
-    ann, config = load_run(run, args.checkpoint)
+    ann, config = load_run(args.run, args.checkpoint)
+    run = output_dir(args.run)
+    run.mkdir(parents=True, exist_ok=True)
     options = _method_options(args)
     if args.method == "bitserial":
         options = bitserial_plan(bitserial_bits(ann), args.T)

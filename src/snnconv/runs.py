@@ -24,6 +24,7 @@ from snnconv.functional.regularizer import QCFSRegularizer
 from snnconv.functional.sparsity import BitSparsity
 from snnconv.layers.act import make_act
 from snnconv.models import create
+from snnconv.models.pretrained import ZOO_PREFIX, load_pretrained
 from snnconv.train import TrainConfig, fit, resolve_device, seed_everything
 
 QAT_FILE = "qat.json"  # marks a QAT run directory (snnconv.qat_runs writes it)
@@ -41,6 +42,13 @@ def build_model(config: TrainConfig) -> nn.Module:
         width=config.width,
         **({} if config.dropout is None else {"dropout": config.dropout}),
     )
+
+
+def output_dir(run: str | os.PathLike) -> Path:
+    """Where commands write a run's reports: the run directory, or ``zoo-NAME`` in the working directory for a
+    shipped network (``zoo:NAME``)."""
+    text = str(run)
+    return Path("zoo-" + text.removeprefix(ZOO_PREFIX).replace("/", "-")) if text.startswith(ZOO_PREFIX) else Path(run)
 
 
 def test_loader(config: TrainConfig, *, batch_size: int = 256, subset: int | None = None,
@@ -87,7 +95,12 @@ def train_run(config: TrainConfig, *, resume: bool = False, root: str | os.PathL
 
 
 def load_run(run_dir: str | os.PathLike, which: str = "last") -> tuple[nn.Module, TrainConfig]:
-    """The trained ANN of a run directory (``best.pt`` or ``last.pt``) and its config, loaded safely."""
+    """The trained ANN of a run directory (``last.pt`` or ``best.pt``) and its config, loaded safely.
+
+    ``zoo:NAME`` (or ``zoo:NAME/DATASET``) loads a network shipped with the package (``snnconv.models.pretrained``).
+    """
+    if str(run_dir).startswith(ZOO_PREFIX):
+        return load_pretrained(str(run_dir).removeprefix(ZOO_PREFIX))
     run = Path(run_dir)
     if (run / QAT_FILE).is_file():  # every QCFS/ReLU command loads through here: one refusal for all of them
         raise CheckpointError(f"{run} is a QAT run (torch.ao fake-quantized model): load it with "

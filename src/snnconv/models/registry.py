@@ -65,9 +65,23 @@ def create(
     in_channels: int = 3,
     input_size: int = 32,
     act: ActFactory | None = None,
+    pretrained: str | None = None,
     **kwargs: Any,
 ) -> nn.Module:
-    """Build model ``name``; ``act`` defaults to ``make_act("qcfs", levels=4)``."""
+    """Build model ``name``; ``act`` defaults to ``make_act("qcfs", levels=4)``.
+
+    ``pretrained="fashion-mnist"`` returns the reference network shipped for that dataset instead (trained weights,
+    eval mode; ``snnconv.models.pretrained``): its architecture is the one it was trained with, so no other
+    argument may be given with it.
+    """
+    if pretrained is not None:
+        from snnconv.models.pretrained import load_pretrained
+
+        given = [k for k, v in (("act", act), *kwargs.items()) if v is not None]
+        if given:
+            raise SnnconvError(f"create({name!r}, pretrained={pretrained!r}) builds the shipped network as it was "
+                               f"trained; drop {', '.join(given)}")  # fmt: skip
+        return load_pretrained(name, pretrained)[0]
     builder = get_builder(name)
     if act is None:
         act = make_act("qcfs", levels=4)
