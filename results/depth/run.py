@@ -20,11 +20,28 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BASE = ["--dataset", "fashion-mnist", "--act", "qcfs"]
-# name -> extra `snnconv train` arguments (defaults otherwise: L = 4, SGD 0.1, cosine, wd 5e-4, augmentation)
+# name -> extra `snnconv train` arguments (defaults otherwise: L = 4, SGD 0.1, cosine, wd 5e-4, crop + flip, dropout 0)
+MODELS = {"v16": "vgg16", "v11": "vgg11", "r20": "resnet20"}
+
+
+def _arm(model: str, width: str, epochs: int, *extra: str) -> list[str]:
+    return ["--model", MODELS[model], "--width", width, "--epochs", str(epochs), *extra]
+
+
 ARMS: dict[str, list[str]] = {
-    "vgg16-w025-e30": ["--model", "vgg16", "--width", "0.25", "--epochs", "30"],
-    "vgg11-w025-e30": ["--model", "vgg11", "--width", "0.25", "--epochs", "30"],
+    "v16-w025-e30": _arm("v16", "0.25", 30),
+    "v16-w025-e30-drop05": _arm("v16", "0.25", 30, "--dropout", "0.5"),  # the classifier dropout before issue 28
+    "v16-w025-e60": _arm("v16", "0.25", 60),
+    "v16-w025-e120": _arm("v16", "0.25", 120),
+    "v16-w050-e30": _arm("v16", "0.5", 30),
+    "v16-w025-e30-L8": _arm("v16", "0.25", 30, "--levels", "8"),
+    "v16-w025-e30-reg01": _arm("v16", "0.25", 30, "--qcfs-reg", "0.1"),
+    "v11-w025-e30": _arm("v11", "0.25", 30),
+    "r20-w050-e30": _arm("r20", "0.5", 30),
 }
+for _name, _args in list(ARMS.items()):  # seeds 1 and 2 of every arm, for differences under one point
+    for _seed in (1, 2):
+        ARMS[f"{_name}-s{_seed}"] = [*_args, "--seed", str(_seed)]
 EVAL_T = "1,2,4,8,16,32"
 ANALYZE_T = (1, 2, 4)
 
