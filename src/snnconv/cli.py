@@ -46,6 +46,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _warmup(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of epochs >= 0, got {text!r}") from None
+    if not (value >= 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number of epochs >= 0, got {text!r}")
+    return value
+
+
 def _add_checkpoint_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--checkpoint",
@@ -72,6 +82,13 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=128)
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument(
+        "--warmup-epochs",
+        type=_warmup,
+        default=None,
+        help="linear learning-rate warm-up over this many epochs (default: 1 for a new run, the run's own with "
+        "--resume; 0: none, as seed 004; docs/depth.md)",
+    )
     p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
@@ -107,13 +124,25 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-softplus", action="store_true", help="two-stage ablation: per-channel plain thresholds")
 
 
+def _default_warmup(out: Path, resume: bool, epochs: int) -> float:
+    """1 epoch of warm-up for a new run; a resumed run keeps its own (runs from before issue 28 had none)."""
+    saved = out / "config.json"
+    if resume and saved.is_file():
+        return json.loads(saved.read_text()).get("warmup_epochs", 0.0)
+    return min(1.0, epochs)
+
+
 def _config(args: argparse.Namespace):
     from snnconv.train import TrainConfig
 
+    warmup = args.warmup_epochs
+    if warmup is None:
+        warmup = _default_warmup(Path(args.out), args.resume, args.epochs)
     return TrainConfig(
         model=args.model, dataset=args.dataset, act=args.act, levels=args.levels, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, optimizer=args.optimizer,
-        seed=args.seed, width=args.width, dropout=args.dropout, threshold_init=args.threshold_init, subset=args.subset,
+        seed=args.seed, width=args.width, warmup_epochs=warmup, dropout=args.dropout,
+        threshold_init=args.threshold_init, subset=args.subset,
         qcfs_reg=args.qcfs_reg, sparsity=args.sparsity, init_from=args.init_from,
         init_percentile=args.init_percentile, augment=not args.no_augment, autoaugment=args.autoaugment,
         cutout=args.cutout, device=args.device, num_workers=args.num_workers, out=args.out, log=args.log,
@@ -285,13 +314,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from snnconv.train import TrainConfig
 
     out = Path(args.out)
+    resume = (out / "last.pt").is_file()
     config = TrainConfig(
         model="vgg11", dataset="fashion-mnist", act="qcfs", levels=4, epochs=args.epochs, batch_size=128,
         lr=0.05, width=0.25, threshold_init=4.0, seed=args.seed, subset=args.subset, out=str(out),
+        warmup_epochs=_default_warmup(out, resume, args.epochs),
     )  # fmt: skip
     started = time.perf_counter()
     print(f"[1/2] training {config.model} (width {config.width}, QCFS L={config.levels}) on Fashion-MNIST ...")
-    resume = (out / "last.pt").is_file()
     if resume:
         print(f"      resuming {out}/last.pt")
     train_run(config, resume=resume)

@@ -70,6 +70,7 @@ class TrainConfig:
     seed: int = 0
     threshold_init: float = 8.0
     width: float = 1.0
+    warmup_epochs: float = 0.0  # linear lr warm-up (not in seed 004; `snnconv train` defaults to 1, docs/depth.md)
     dropout: float | None = None  # classifier dropout of models that have one; None: the model's default
     subset: int | None = None
     amp: bool = False  # bf16 autocast, only when running on CUDA
@@ -99,6 +100,10 @@ class TrainConfig:
             raise SnnconvError(f"TrainConfig: lr must be > 0, got {self.lr!r}")
         if self.dropout is not None and not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise SnnconvError(f"TrainConfig: dropout must be in [0, 1) or None, got {self.dropout!r}")
+        if not (isinstance(self.warmup_epochs, (int, float)) and 0 <= self.warmup_epochs <= self.epochs):
+            raise SnnconvError(
+                f"TrainConfig: warmup_epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs!r}"
+            )
         if self.log not in LOG_KINDS:
             raise SnnconvError(f"TrainConfig: log must be one of {LOG_KINDS}, got {self.log!r}")
 
@@ -161,6 +166,42 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
     """Cosine annealing over ``config.epochs``, stepped once per epoch."""
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+
+
+class Warmup:
+    """Linear learning-rate warm-up: step k (counted from 0 over the run) of the first ``epochs · len(loader)`` steps
+    runs at ``(k + 1) / warm-up steps`` times the scheduled rate (Goyal et al. 2017).
+
+    Not part of seed 004's recipe. Without it, SGD at lr 0.1 on a freshly initialised deep QCFS network spikes its
+    loss within the first ~30 steps, and the spike drives QCFS thresholds of early layers below zero, which kills
+    those layers (docs/depth.md). The scaled rate is set around ``optimizer.step()`` only, so the epoch scheduler
+    and the checkpointed optimizer state keep the scheduled rate and resuming stays bit-exact.
+    """
+
+    def __init__(self, epochs: float, loader: Any) -> None:
+        self.steps = 0
+        if epochs > 0:
+            try:
+                per_epoch = len(loader)
+            except TypeError:
+                raise SnnconvError("warmup_epochs > 0 needs a train loader with len(); pass warmup_epochs=0 or a "
+                                   "sized loader") from None  # fmt: skip
+            self.steps, self.per_epoch = math.ceil(epochs * per_epoch), per_epoch
+
+    @contextlib.contextmanager
+    def scaled(self, optimizer: torch.optim.Optimizer, epoch: int, step: int):
+        k = epoch * self.per_epoch + step if self.steps else 0
+        if k >= self.steps:
+            yield
+            return
+        scheduled = [g["lr"] for g in optimizer.param_groups]
+        for g in optimizer.param_groups:
+            g["lr"] *= (k + 1) / self.steps
+        try:
+            yield
+        finally:
+            for g, lr in zip(optimizer.param_groups, scheduled, strict=True):
+                g["lr"] = lr
 
 
 def restore_training_state(ckpt: dict, model: nn.Module, optimizer, scheduler, *, source: str = "checkpoint"):
@@ -257,6 +298,7 @@ def fit(
     scheduler = make_scheduler(optimizer, config)
     start, best_acc, best_epoch, history = 0, -1.0, 0, []
     monitor = ThresholdMonitor(model)
+    warmup = Warmup(config.warmup_epochs, train_loader)
     runlog = RunLog(out, config.log) if main else None
     if resume:
         if not last.is_file():
@@ -345,7 +387,8 @@ def fit(
                     raise _diverged(config, epoch, where, last, saved_epoch, lr)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                optimizer.step()
+                with warmup.scaled(optimizer, epoch, step):
+                    optimizer.step()
                 monitor.check(epoch + 1, step + 1)
                 loss_sum += value * len(y)
                 correct += (logits.detach().argmax(1) == y).sum()

@@ -71,8 +71,8 @@ class QCFS(nn.Module):
         theta = self.theta()
         if self.training and self.positive == "none" and _any_not_positive(theta):
             warnings.warn(
-                f"QCFS: a threshold became non-positive ({theta.min().item():.4g}); use positive='softplus' "
-                "or a smaller learning rate for the thresholds",
+                "QCFS: a threshold became non-positive; use positive='softplus', a learning-rate warm-up or a "
+                "smaller learning rate for the thresholds (snnconv's training loop records which layer and when)",
                 RuntimeWarning,
                 stacklevel=2,
             )
