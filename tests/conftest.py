@@ -53,12 +53,25 @@ def pytest_report_header(config):
     return f"snnconv {snnconv.__version__} from {where}; torch {torch.__version__}, numpy {numpy.__version__}"
 
 
+def _is_core_file(rel: str) -> bool:
+    return any(rel == c or (c.endswith("/") and rel.startswith(c)) for c in CORE)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Under ``-m core`` the other test files are not even imported: they may need extras the environment lacks."""
+    if config.getoption("markexpr", "") != "core" or not collection_path.name.startswith("test_"):
+        return None
+    if collection_path.suffix != ".py" or TESTS not in collection_path.resolve().parents:
+        return None
+    return None if _is_core_file(collection_path.resolve().relative_to(TESTS).as_posix()) else True
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         rel = Path(item.path).resolve().relative_to(TESTS).as_posix()
         if f"{rel}::{item.name.partition('[')[0]}" in NOT_CORE:
             continue
-        if any(rel == c or (c.endswith("/") and rel.startswith(c)) for c in CORE):
+        if _is_core_file(rel):
             item.add_marker(pytest.mark.core)
 
 
