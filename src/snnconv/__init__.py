@@ -1,5 +1,6 @@
 """snnconv: convert quantization-aware ANNs into spiking neural networks that need 1-8 time steps."""
 
+import snnconv._deps  # noqa: F401 - first: an unsupported torch fails here (snnconv._deps.check_torch)
 from snnconv import models
 from snnconv.allocator import tune_cpu_allocator
 from snnconv.convert import SpikingNetwork, convert, fold_bn, list_methods

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from snnconv._deps import require_cli
 from snnconv.allocator import tune_from_env
 from snnconv.errors import SnnconvError
 
@@ -554,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    require_cli()  # snnconv[train]: else one line naming it, exit status 2
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

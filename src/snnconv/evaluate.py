@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from snnconv._deps import tqdm
 from snnconv.convert.network import SpikingNetwork
 from snnconv.simulate import Schedule, SimResult, simulate
 

@@ -40,6 +40,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from snnconv._deps import require
 from snnconv.convert.network import SpikingNetwork
 from snnconv.errors import ConversionError
 from snnconv.layers.add import Add
@@ -50,11 +51,7 @@ _ADDS = {operator.add, operator.iadd, torch.add}
 
 
 def _nir():
-    try:
-        import nir
-    except ImportError as exc:  # pragma: no cover - optional dependency
-        raise ImportError("NIR export/import needs the 'nir' package: pip install 'snnconv[nir]'") from exc
-    return nir
+    return require("nir", "NIR export/import")
 
 
 def _np(t: Tensor) -> np.ndarray:

@@ -34,8 +34,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, fx, nn
 from torch.ao.quantization import FakeQuantize, disable_observer
-from tqdm.auto import tqdm
 
+from snnconv._deps import tqdm
 from snnconv.checkpoint import KIND_MODEL, KIND_TRAIN, atomic_write, load_checkpoint, load_model_state
 from snnconv.coding import CODINGS, ORDERS
 from snnconv.data import dataset_info, make_loader

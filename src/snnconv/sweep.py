@@ -16,8 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
+from snnconv._deps import tqdm
 from snnconv.checkpoint import atomic_write
 from snnconv.errors import SnnconvError
 from snnconv.train import _RUNTIME_KEYS, TrainConfig

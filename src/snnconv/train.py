@@ -30,9 +30,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from snnconv import distributed
+from snnconv._deps import tqdm
 from snnconv.checkpoint import (
     KIND_MODEL,
     KIND_TRAIN,

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from snnconv._deps import require
 
-matplotlib.use("Agg")
+require("matplotlib", "snnconv.analysis.plots").use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from snnconv.analysis.error import ErrorDecomposition  # noqa: E402

@@ -10,14 +10,18 @@ Names: ``fashion-mnist`` (default; Debian ``dataset-fashion-mnist``), ``digits``
 ``tiny-imagenet``, ``imagenet`` (ImageFolder trees).
 """
 
-from snnconv.data.errors import DatasetFormatError, DatasetNotFoundError
-from snnconv.data.idx import parse_idx, read_idx
-from snnconv.data.info import DatasetInfo
-from snnconv.data.loader import TensorBatchLoader, make_loader
-from snnconv.data.memory import InMemoryDataset, apply_subset
-from snnconv.data.paths import ENV_VAR
-from snnconv.data.registry import DEFAULT_DATASET, dataset_info, get_dataset, list_datasets, register_dataset
-from snnconv.data.transforms import Pipeline, build_pipeline
+from snnconv._deps import require
+
+require("torchvision", "snnconv.data (datasets and augmentation)")
+
+from snnconv.data.errors import DatasetFormatError, DatasetNotFoundError  # noqa: E402
+from snnconv.data.idx import parse_idx, read_idx  # noqa: E402
+from snnconv.data.info import DatasetInfo  # noqa: E402
+from snnconv.data.loader import TensorBatchLoader, make_loader  # noqa: E402
+from snnconv.data.memory import InMemoryDataset, apply_subset  # noqa: E402
+from snnconv.data.paths import ENV_VAR  # noqa: E402
+from snnconv.data.registry import DEFAULT_DATASET, dataset_info, get_dataset, list_datasets, register_dataset  # noqa: E402
+from snnconv.data.transforms import Pipeline, build_pipeline  # noqa: E402
 
 __all__ = [
     "DEFAULT_DATASET",

@@ -7,6 +7,7 @@ from functools import lru_cache
 
 import torch
 
+from snnconv._deps import require
 from snnconv.data.info import DatasetInfo
 from snnconv.data.memory import InMemoryDataset
 from snnconv.data.transforms import Pipeline
@@ -20,6 +21,8 @@ DIGITS_SEED = 0
 @lru_cache(maxsize=1)
 def _split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     import numpy as np
+
+    require("sklearn", "the digits dataset")
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
