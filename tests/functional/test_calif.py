@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from snnconv.functional.calif import calif_reference, calif_round, calif_scan, crossings
+from snnconv.functional.calif import calif_fire, calif_reference, calif_round, calif_scan, crossings
 from snnconv.layers.calif import CalifNeuron
 
 D = torch.float64
@@ -168,3 +168,15 @@ def test_max_spikes_per_step_is_validated() -> None:
             CalifNeuron(1.0, max_spikes_per_step=bad)
     two, _ = calif_scan(torch.tensor([[0.0], [7.0]], dtype=D), 1.0, max_spikes_per_step=2)
     assert two.squeeze(1).tolist() == [0.0, 3.0]  # at most 2 in the step, then the rounding spike
+
+
+def test_one_spike_fast_path_equals_the_capped_general_path() -> None:
+    g = torch.Generator().manual_seed(1)
+    v = torch.randint(-40, 41, (4096,), generator=g).to(D) / 4
+    y = torch.randint(0, 6, (4096,), generator=g).to(D)
+    theta = torch.tensor(1.5, dtype=D)
+    for lo, hi in ((0.0, math.inf), (0.0, 5.0), (-127.0, 127.0)):
+        general = (torch.minimum(crossings(v, theta), hi - y).clamp(0, 1)
+                   - torch.minimum(crossings(-v, theta), y - lo).clamp(0, 1))  # fmt: skip
+        n, v1, y1 = calif_fire(v, y, theta, lo, hi, 1)
+        assert torch.equal(n, general) and torch.equal(v1, v - general * theta) and torch.equal(y1, y + general)

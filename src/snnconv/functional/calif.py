@@ -58,6 +58,9 @@ def calif_fire(
     v: Tensor, y: Tensor, theta: Tensor, lo: float, hi: float, max_spikes: int | None = 1
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One firing check: (signed spike count n, V − n·θ, y + n), lo <= y <= hi (gating), |n| <= ``max_spikes``."""
+    if max_spikes == 1:  # the seed's neuron: the same n as the general path (y, lo, hi integers), fewer passes
+        n = ((v >= theta) & (y < hi)).to(v.dtype) - ((v <= -theta) & (y > lo)).to(v.dtype)
+        return n, v - n * theta, y + n
     pos = torch.minimum(crossings(v, theta), hi - y)
     neg = torch.minimum(crossings(-v, theta), y - lo)
     if max_spikes is not None:

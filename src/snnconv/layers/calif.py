@@ -81,7 +81,7 @@ class CalifNeuron(SpikingNeuron):
 
     def count(self, values: Tensor) -> Tensor:
         """Signed counts per step: a step may carry several spikes of either sign; count them all."""
-        return values.abs().reshape(values.shape[0], -1).sum(1)
+        return torch.linalg.vector_norm(values, ord=1, dim=tuple(range(1, values.dim())))  # Σ|n|, no copies
 
     def extra_repr(self) -> str:
         th = self.threshold
