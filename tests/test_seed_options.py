@@ -72,8 +72,13 @@ def test_cos_shift_and_prices(run, tmp_path, capsys):
     assert main(["evaluate", str(run), "--method", "cos", "--rho", "2", "--T", "2", "--subset", "32",
                  "--cos-shift", "theta", "--json", str(path)]) == 0  # fmt: skip
     assert json.loads(path.read_text())["options"]["cos_shift"] == "theta"
-    assert main(["evaluate", str(run), "--cos-shift", "theta", "--T", "2"]) == 2
-    assert "--cos-shift applies to COS calibration" in capsys.readouterr().err
+    for argv, message in (
+        (["--cos-shift", "theta"], "--cos-shift applies to COS calibration"),
+        (["--extra-steps", "pad"], "--extra-steps applies to --method bitserial, not 'if'"),
+        (["--max-spikes-per-step", "1"], "--max-spikes-per-step applies to --method calif"),
+    ):
+        assert main(["evaluate", str(run), "--T", "2", *argv]) == 2
+        assert message in capsys.readouterr().err
     assert main(["analyze", str(run), "--T", "2", "--batches", "1", "--batch-size", "8", "--prices", "seed004"]) == 0
     out = capsys.readouterr().out
     assert "seed004 table" in out and "GSOP" in out

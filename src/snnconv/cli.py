@@ -175,6 +175,10 @@ def _method_options(args: argparse.Namespace) -> dict:
         if calibration != "cos":
             raise SnnconvError(f"--cos-shift applies to COS calibration (--method cos), not {args.method!r}")
         options["cos_shift"] = args.cos_shift
+    if args.extra_steps is not None and args.method != "bitserial":
+        raise SnnconvError(f"--extra-steps applies to --method bitserial, not {args.method!r}")
+    if getattr(args, "max_spikes_per_step", "run") != "run":
+        raise SnnconvError(f"--max-spikes-per-step applies to --method calif, not {args.method!r}")
     return options
 
 
