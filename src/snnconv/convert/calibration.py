@@ -96,7 +96,6 @@ def calibrate(
     if calibration == "cos":
         steps = DEFAULT_RHO if rho is None else rho
         shift = "reference" if cos_shift is None else cos_shift
-        snn.meta["cos_shift"] = shift
         make = lambda n: COSNeuron(n.threshold, n.phi, rho=steps, shift=shift)  # noqa: E731
     else:
         steps = DEFAULT_TAU if tau is None else tau
@@ -105,6 +104,8 @@ def calibrate(
         raise ConversionError("calibrate: only plain IF networks can be calibrated")
     replace_activations(snn.graph, IFNeuron, make)
     snn.meta["rho" if calibration == "cos" else "tau"] = steps
+    if calibration == "cos":
+        snn.meta["cos_shift"] = shift
     return snn
 
 
