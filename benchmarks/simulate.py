@@ -46,8 +46,9 @@ def build(model: str, batch: int, seed: int = 0, method: str = "if", T: int | No
     x = random_input(batch, seed)
     if method == "bitserial":
         exact = convert(ann, method="bitserial").meta["T"]
-        kw = bitserial_plan(exact, T if T is not None else exact)
-        qann = fold_bn(quantized_reference(ann, kw["T"], steps=kw.get("steps")).graph)  # BN folded, like the ANN
+        kw = bitserial_plan(exact, T if T is not None else exact, "pad")  # T > exact: as timed before issue 19
+        ref = quantized_reference(ann, kw["T"], steps=kw["steps"], extra_steps=kw["extra_steps"])
+        qann = fold_bn(ref.graph)  # BN folded, like the ANN
         return qann, convert(ann, "bitserial", **kw), x
     return fold_bn(ann), convert(ann), x
 

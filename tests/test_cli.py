@@ -75,7 +75,8 @@ def test_qat_train_then_calif_evaluate_and_refusals(tmp_path, capsys):
     assert "--method calif" in capsys.readouterr().out
     assert json.loads((run / "qat.json").read_text())["bits"] == 8
     report_path = tmp_path / "calif.json"
-    argv = ["evaluate", str(run), "--method", "calif", "--T", "8,128", "--subset", "100", "--json", str(report_path)]
+    argv = ["evaluate", str(run), "--method", "calif", "--T", "8,128", "--subset", "100", "--json", str(report_path),
+            "--max-spikes-per-step", "burst"]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
     report = json.loads(report_path.read_text())

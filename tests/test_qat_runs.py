@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.ao.quantization import FakeQuantize
 
-from snnconv.checkpoint import load_checkpoint
+from snnconv.checkpoint import KIND_TRAIN, load_checkpoint
 from snnconv.errors import CheckpointError, SnnconvError
 from snnconv.qat import QATSchedule, fake_quantizers, prepare_qat
 from snnconv.qat_runs import (
@@ -91,7 +91,7 @@ def test_resume_is_exact(tmp_path: Path) -> None:
 
 def test_evaluate_calif_run_agrees_with_qat_model(run: Path, tmp_path: Path, capsys) -> None:
     torch.set_num_threads(1)  # this test only: the suite-wide conftest restores the setting
-    report = evaluate_calif_run(run, [16, 128], progress=False)
+    report = evaluate_calif_run(run, [16, 128], progress=False, max_spikes_per_step=None)  # burst: SNN = QAT model
     for key in ("qat_accuracy", "snn_accuracy", "agreement", "disagreements", "spike_rate", "gap", "model", "dataset",
                 "bits", "method", "input_coding", "samples"):  # fmt: skip
         assert key in report
@@ -105,7 +105,7 @@ def test_evaluate_calif_run_agrees_with_qat_model(run: Path, tmp_path: Path, cap
     assert "agreement" in capsys.readouterr().out
     path = write_calif_report(report, run, tmp_path / "eval_calif.json")
     assert json.loads(path.read_text())["T"] == [16, 128] and path.with_suffix(".png").is_file()
-    isi = evaluate_calif_run(run, [128], subset=64, input_coding="isi", progress=False)
+    isi = evaluate_calif_run(run, [128], subset=64, input_coding="isi", progress=False, max_spikes_per_step=None)
     assert isi["input_coding"] == "isi" and isi["agreement"]["128"] > 0.8
 
 
@@ -133,3 +133,35 @@ def test_qat_schedule_as_fit_callback(tmp_path: Path) -> None:
     fit(model, lambda epoch: batches, batches, cfg, tmp_path, callbacks=[QATSchedule(freeze_bn=1, freeze_observer=1)])
     assert all(int(fq.observer_enabled) == 0 for fq in fake_quantizers(model).values())
     assert all(m.freeze_bn for m in model.modules() if hasattr(m, "freeze_bn"))
+
+
+def _strip_config_keys(run: Path, dest: Path, keys: tuple[str, ...]) -> Path:
+    """A copy of ``run`` as an older snnconv wrote it: ``keys`` absent from config.json and the checkpoints."""
+    import shutil
+
+    from snnconv.checkpoint import KIND_MODEL, save_checkpoint
+
+    shutil.copytree(run, dest)
+    for name in ("best.pt", "last.pt"):
+        ckpt = load_checkpoint(dest / name)
+        kind = ckpt.pop("kind", KIND_TRAIN if name == "last.pt" else KIND_MODEL)
+        ckpt["config"] = {k: v for k, v in ckpt["config"].items() if k not in keys}
+        save_checkpoint(dest / name, ckpt, kind=kind)
+    cfg = json.loads((dest / "config.json").read_text())
+    (dest / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if k not in keys}))
+    return dest
+
+
+def test_calif_neuron_follows_the_run_config_old_runs_keep_bursts(run: Path, tmp_path: Path) -> None:
+    """Runs record max_spikes_per_step (1: the seed's neuron); a run saved before the option evaluates as before."""
+    torch.set_num_threads(1)  # this test only: the suite-wide conftest restores the setting
+    assert json.loads((run / "config.json").read_text())["max_spikes_per_step"] == 1
+    new = evaluate_calif_run(run, [8], subset=64, progress=False)
+    assert new["max_spikes_per_step"] == 1
+    old = _strip_config_keys(run, tmp_path / "old", ("max_spikes_per_step", "extra_steps", "cos_shift"))
+    legacy = evaluate_calif_run(old, [8], subset=64, progress=False)
+    burst = evaluate_calif_run(run, [8], subset=64, progress=False, max_spikes_per_step=None)
+    assert legacy["max_spikes_per_step"] is None and legacy["snn_accuracy"] == burst["snn_accuracy"]
+    assert legacy["disagreements"]["8"] == 0  # bursts with exact input codes: SNN = QAT model at any T
+    with pytest.raises(SnnconvError, match="max_spikes_per_step"):
+        evaluate_calif_run(run, [8], progress=False, max_spikes_per_step=0)

@@ -299,3 +299,37 @@ def test_adam_and_extra_loss_run(tmp_path):
 
     result = fit(make_model(), *loaders(), make_config(epochs=2, optimizer="adam", lr=1e-2), tmp_path, extra_loss=l2)
     assert len(calls) == 2 * STEPS_PER_EPOCH and result["best_acc"] > 0.5
+
+
+def test_seed_options_validated_and_old_configs_keep_their_behaviour():
+    """Issue 19: new options name the argument and the allowed values; a config without them means what it meant."""
+    for key, bad, allowed in (("qcfs_reg_form", "exact", "seed, clipped, raw"), ("extra_steps", "zero", "refine, pad"),
+                              ("cos_shift", "big", "reference, theta")):  # fmt: skip
+        with pytest.raises(SnnconvError, match=f"{key} must be one of {allowed}, got '{bad}'"):
+            make_config(**{key: bad})
+    with pytest.raises(SnnconvError, match="max_spikes_per_step must be a positive integer"):
+        make_config(max_spikes_per_step=0)
+    keys = ("qcfs_reg_form", "extra_steps", "cos_shift", "max_spikes_per_step")
+    new = make_config()
+    assert [getattr(new, k) for k in keys] == ["raw", "refine", "reference", 1]
+    loaded = TrainConfig.from_dict({k: v for k, v in new.to_dict().items() if k not in keys})
+    assert [getattr(loaded, k) for k in keys] == ["raw", "pad", "theta", None]
+
+
+def test_run_saved_before_the_seed_options_resumes_and_keeps_them(tmp_path):
+    keys = ("qcfs_reg_form", "extra_steps", "cos_shift", "max_spikes_per_step")
+    stopped = fit(make_model(), *loaders(), make_config(epochs=2), tmp_path, callbacks=[lambda info: True])
+    assert stopped["stopped_early"]
+    from snnconv.checkpoint import save_checkpoint
+
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    ckpt.pop("kind")
+    ckpt["config"] = {k: v for k, v in ckpt["config"].items() if k not in keys}  # as an older snnconv wrote it
+    save_checkpoint(tmp_path / "last.pt", ckpt, kind=KIND_TRAIN)
+    with pytest.raises(CheckpointError, match="qcfs_reg_form: 'raw' -> 'seed'"):
+        fit(make_model(), *loaders(), make_config(epochs=2, qcfs_reg_form="seed"), tmp_path, resume=True)
+    fit(make_model(), *loaders(), make_config(epochs=2), tmp_path, resume=True)
+    saved = load_checkpoint(tmp_path / "last.pt")["config"]
+    assert saved["epochs"] == 2 and load_checkpoint(tmp_path / "last.pt")["epoch"] == 2
+    assert (saved["extra_steps"], saved["cos_shift"], saved["max_spikes_per_step"]) == ("pad", "theta", None)
+    assert json.loads((tmp_path / "config.json").read_text())["extra_steps"] == "pad"

@@ -5,7 +5,7 @@
 #  - the bit-level l1 regularizer: spiking activity vs coefficient at T = 3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-S=.venv/bin/snnconv
+S=${SNNCONV:-.venv/bin/snnconv}
 OUT=results/bitserial
 train() {  # train, or finish a run a previous call left part-way (a finished run is a no-op)
   local out=$1; shift

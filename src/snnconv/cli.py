@@ -72,6 +72,7 @@ def _chunk(text: str) -> int | str:
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     from snnconv.data import list_datasets
+    from snnconv.functional.regularizer import FORMS
     from snnconv.layers.act import ACT_KINDS
     from snnconv.models import list_models
 
@@ -101,6 +102,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--threshold-init", type=float, default=8.0, help="initial QCFS threshold λ")
     p.add_argument("--qcfs-reg", type=float, default=0.0, help="w_q of the QCFS regularizer (seed 000), e.g. 0.1")
+    p.add_argument("--qcfs-reg-form", default="raw", choices=FORMS, help="its reading (SPEC §2): seed = the paper's")
     p.add_argument("--sparsity", type=float, default=0.0, help="bit-level l1 coefficient (seed 001), e.g. 1e-8")
     p.add_argument("--init-from", default=None, help="start from this ReLU run: ReLU → QCFS fine-tuning (seed 001 A.9)")
     p.add_argument("--init-percentile", type=float, default=99.9, help="activation percentile for λ with --init-from")
@@ -144,7 +146,7 @@ def _config(args: argparse.Namespace):
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, optimizer=args.optimizer,
         seed=args.seed, width=args.width, warmup_epochs=warmup, dropout=args.dropout,
         threshold_init=args.threshold_init, subset=args.subset,
-        qcfs_reg=args.qcfs_reg, sparsity=args.sparsity, init_from=args.init_from,
+        qcfs_reg=args.qcfs_reg, qcfs_reg_form=args.qcfs_reg_form, sparsity=args.sparsity, init_from=args.init_from,
         init_percentile=args.init_percentile, augment=not args.no_augment, autoaugment=args.autoaugment,
         cutout=args.cutout, device=args.device, num_workers=args.num_workers, out=args.out, log=args.log,
     )  # fmt: skip
@@ -245,6 +247,14 @@ def _method_options(args: argparse.Namespace) -> dict:
         options["tau"] = args.tau
     if args.binary_spikes:
         options["binary_spikes"] = True
+    if args.cos_shift is not None:
+        if calibration != "cos":
+            raise SnnconvError(f"--cos-shift applies to COS calibration (--method cos), not {args.method!r}")
+        options["cos_shift"] = args.cos_shift
+    if args.extra_steps is not None and args.method != "bitserial":
+        raise SnnconvError(f"--extra-steps applies to --method bitserial, not {args.method!r}")
+    if getattr(args, "max_spikes_per_step", "run") != "run":
+        raise SnnconvError(f"--max-spikes-per-step applies to --method calif, not {args.method!r}")
     return options
 
 
@@ -262,18 +272,20 @@ def evaluate_bitserial(args: argparse.Namespace) -> dict:
 
     from snnconv.evaluate import sweep_bitserial
     from snnconv.report import table
-    from snnconv.runs import load_run, test_loader
+    from snnconv.runs import load_run, run_options, test_loader
 
     ann, config = load_run(args.run, args.checkpoint)
     loader = test_loader(config, batch_size=args.batch_size, subset=args.subset, root=args.data_root)
     dtype = torch.float64 if args.float64 else torch.float32
-    opts = {"bias_split": args.bias_split, "rounding": args.rounding}
+    extra = {} if args.extra_steps is None else {"extra_steps": args.extra_steps}
+    opts = run_options(config, "bitserial", {"bias_split": args.bias_split, "rounding": args.rounding, **extra})
     variants = {"full": {}} | {f"without {a}": {"ablation": a} for a in (args.ablation or [])}
     results = {name: sweep_bitserial(ann, loader, args.T, dtype=dtype, **opts, **kw) for name, kw in variants.items()}
     full = results["full"]
     T = full["T"]
-    print(f"{config.model} on {config.dataset}, QCFS L={config.levels} → bit-serial SNN (exact at T={full['exact_T']}),"
-          f" {full['samples']} test images, {full['dtype']}; ANN accuracy {full['ann_accuracy']:.2f}%")  # fmt: skip
+    print(f"{config.model} on {config.dataset}, QCFS L={config.levels} → bit-serial SNN (exact at T={full['exact_T']},"
+          f" extra steps: {full['extra_steps']}), {full['samples']} test images, {full['dtype']}; ANN accuracy "
+          f"{full['ann_accuracy']:.2f}%")  # fmt: skip
     rows = [[t, full["qann_accuracy"][str(t)], full["snn_accuracy"][str(t)], full["disagreements"][str(t)],
              f"{full['spiking_activity'][str(t)]:.4f}"] for t in T]  # fmt: skip
     print(table(["T", "QANN acc %", "SNN acc %", "SNN≠QANN", "spiking activity"], rows))
@@ -343,15 +355,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from snnconv.analysis.plots import plot_error_decomposition, plot_spike_rates
     from snnconv.convert import convert
     from snnconv.evaluate import bitserial_bits, bitserial_plan
-    from snnconv.runs import load_run, output_dir, test_loader
+    from snnconv.runs import load_run, output_dir, run_options, test_loader
     from snnconv.simulate import simulate
 
     ann, config = load_run(args.run, args.checkpoint)
     run = output_dir(args.run)
     run.mkdir(parents=True, exist_ok=True)
-    options = _method_options(args)
+    options = run_options(config, args.method, _method_options(args))
     if args.method == "bitserial":
-        options = bitserial_plan(bitserial_bits(ann), args.T)
+        options = bitserial_plan(bitserial_bits(ann), args.T, args.extra_steps or config.extra_steps)
     snn = convert(ann, method=args.method, **options)
     loader = test_loader(config, batch_size=args.batch_size, subset=args.batch_size * args.batches, root=args.data_root)
     # the decomposition compares each neuron's T-step output with the ANN; COS/SRP pre-run extra steps first
@@ -360,7 +372,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     x = next(iter(loader))[0]
     stats = spike_stats(simulate(snn, x, args.T))
     shifts = 1 if args.method == "bitserial" else 0  # one shift per neuron output per step (seed 001 energy model)
-    cost = energy(snn, loader, args.T, ann=ann, table=args.energy_table, max_batches=args.batches,
+    cost = energy(snn, loader, args.T, ann=ann, table=args.prices, max_batches=args.batches,
                   shifts_per_output=shifts)  # fmt: skip
     print(f"{config.model} on {config.dataset}, L={config.levels}, method={args.method}, T={args.T}\n")
     if errors is not None:
@@ -371,8 +383,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
               " inputs, COS/SRP pre-run extra steps; energy below includes those pre-run steps)")  # fmt: skip
     print("\nspike rates (seed 000 format):")
     print(format_spike_rates(stats))
-    print(f"\nenergy per image ({args.energy_table} table):")
+    print(f"\nenergy per image ({args.prices} table):")
     print(cost.table())
+    ops = cost.op_counts()
+    print(f"per image: SNN {ops['snn_sop'] / 1e9:.4g} GSOP + {ops['snn_flop'] / 1e9:.4g} GFLOP, ANN "
+          f"{ops['ann_flop'] / 1e9:.4g} GFLOP")  # fmt: skip
     stem = run / f"analyze_{args.method}_T{args.T}"
     report = {"T": args.T, "method": args.method, "options": options, "spikes": stats.to_dict(),
               "energy": cost.to_dict()}  # fmt: skip
@@ -465,15 +480,29 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _add_calibration_args(p: argparse.ArgumentParser) -> None:
+    from snnconv.layers.calibrated import COS_SHIFTS
+
     calib = p.add_argument_group("calibration (seed 002; --method cos/srp are shorthands)")
     calib.add_argument("--calibration", default="none", choices=("none", "cos", "srp"),
                        help="offset-spike (cos) or residual-potential (srp) calibration of the IF method")  # fmt: skip
     calib.add_argument("--rho", type=_positive_int, default=4, help="COS pre-simulation steps")
     calib.add_argument("--tau", type=_positive_int, default=4, help="SRP pre-run steps")
+    calib.add_argument("--cos-shift", default=None, choices=COS_SHIFTS,
+                       help="COS shift of a neuron that fired at every pre-run step: reference (the authors' code) or "
+                            "theta; default: the run's config (theta for runs saved before issue 19)")  # fmt: skip
     p.add_argument("--binary-spikes", action="store_true", help="0/1 spikes, θ folded into the next weights")
 
 
+def _add_extra_steps_arg(p: argparse.ArgumentParser) -> None:
+    from snnconv.functional.bitserial import EXTRA_STEPS
+
+    p.add_argument("--extra-steps", default=None, choices=EXTRA_STEPS,
+                   help="bit-serial T above the exact T: refine (bits below the LSB, seed 001) or pad (SNN == QANN); "
+                        "default: the run's config (pad for runs saved before issue 19)")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from snnconv.analysis.energy import PRICE_TABLES
     from snnconv.cli_qat import add_calif_eval_args, add_qat_train_args
     from snnconv.convert import list_methods
 
@@ -502,6 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
     bits.add_argument("--bias-split", default="first", choices=("first", "uniform", "bn_shift"))
     bits.add_argument("--rounding", default="unbiased", choices=("unbiased", "truncate"), help="for T below exact")
     bits.add_argument("--float64", action="store_true", help="simulate in float64 (exact equality with the QANN)")
+    _add_extra_steps_arg(bits)
     add_calif_eval_args(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -519,7 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="if", choices=list_methods())
     p.add_argument("--batches", type=_positive_int, default=2, help="test batches to analyse")
     p.add_argument("--batch-size", type=_positive_int, default=128)
-    p.add_argument("--energy-table", default="45nm", choices=("45nm", "seed001"))
+    p.add_argument("--prices", "--energy-table", dest="prices", default="45nm", choices=PRICE_TABLES,
+                   help="45nm (Horowitz), seed001 (Table 6) or seed004 (77 fJ/SOP, 12.5 pJ/FLOP)")  # fmt: skip
+    _add_extra_steps_arg(p)
     _add_calibration_args(p)
     _add_checkpoint_arg(p)
     p.add_argument("--data-root", default=None)

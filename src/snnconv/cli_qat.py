@@ -60,6 +60,27 @@ def add_calif_eval_args(p: argparse.ArgumentParser) -> None:
         help="codes: the exact input codes; isi: inter-spike-interval (seed 003 §4.1); rate; direct",
     )
     g.add_argument("--order", default="even", choices=ORDERS, help="spike arrival order of the code inputs")
+    g.add_argument(
+        "--max-spikes-per-step",
+        type=_max_spikes,
+        default="run",
+        help="1: one spike per step, the seed's neuron; burst: one per threshold crossed (SNN == QAT "
+        "model); default: what the run's config records (burst for runs saved before issue 19)",
+    )
+
+
+def _max_spikes(text: str) -> int | None:
+    """``--max-spikes-per-step``: a positive integer, ``burst`` (no cap) or ``run`` (the run's recorded value)."""
+    if text in ("burst", "run"):
+        return None if text == "burst" else text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--max-spikes-per-step must be a positive integer (1: the seed's neuron) "
+                                         f"or 'burst' (or 'run'), got {text!r}")  # fmt: skip
+    return value
 
 
 def cmd_evaluate_calif(args: argparse.Namespace) -> int:
@@ -69,6 +90,7 @@ def cmd_evaluate_calif(args: argparse.Namespace) -> int:
     report = evaluate_calif_run(
         args.run, args.T, subset=args.subset, input_coding=args.input_coding, order=args.order,
         batch_size=args.batch_size, checkpoint=args.checkpoint, root=args.data_root,
+        max_spikes_per_step=args.max_spikes_per_step,
     )  # fmt: skip
     print_calif_report(report)
     out = write_calif_report(report, args.run, args.json)

@@ -104,9 +104,10 @@ def bitserial_bits(ann: nn.Module) -> int:
     return convert(ann, method="bitserial").meta["T"]
 
 
-def bitserial_plan(exact_T: int, t: int) -> dict:
-    """Conversion arguments for t time steps: fewer steps than exact bits re-round, more add bits (exact)."""
-    return {"T": exact_T, "steps": t} if t <= exact_T else {"T": t}
+def bitserial_plan(exact_T: int, t: int, extra_steps: str = "refine") -> dict:
+    """Conversion arguments for t time steps: fewer steps than exact bits re-round; more refine below the LSB
+    (``extra_steps="refine"``) or add silent leading bits (``"pad"``: SNN == QANN)."""
+    return {"T": exact_T, "steps": t, "extra_steps": extra_steps}
 
 
 @torch.no_grad()
@@ -121,8 +122,9 @@ def sweep_bitserial(
 ) -> dict:
     """Bit-serial SNN vs its quantized ANN at each T (seed 001 Table 5 shape); one conversion per T.
 
-    T below the network's exact bit count fires fewer steps (re-rounded, ``rounding`` option); T at or above it
-    is exact (with the clamp). ``options`` go to ``convert(method="bitserial")`` (bias split, ablations).
+    T below the network's exact bit count fires fewer steps (re-rounded, ``rounding`` option); T above it refines
+    below the LSB (``extra_steps="refine"``, the QANN compared with is then the finer T-bit quantizer) or pads
+    (``"pad"``: exact). ``options`` go to ``convert(method="bitserial")`` (bias split, ablations, extra_steps).
     Reports accuracy of the SNN, of the QANN it must equal, of the ANN, the number of test images whose SNN
     prediction differs from the QANN's, and the spike rate.
     """
@@ -130,10 +132,13 @@ def sweep_bitserial(
 
     ann = ann.to(dtype).eval()
     exact_T = bitserial_bits(ann)
-    plans = {t: bitserial_plan(exact_T, t) for t in sorted(set(T))}
+    options = dict(options)
+    extra = options.pop("extra_steps", "refine")
+    plans = {t: bitserial_plan(exact_T, t, extra) for t in sorted(set(T))}
     nets = {t: convert(ann, method="bitserial", **kw, **options) for t, kw in plans.items()}
     rounding = options.get("rounding", "unbiased")
-    refs = {t: quantized_reference(ann, kw["T"], steps=kw.get("steps"), rounding=rounding) for t, kw in plans.items()}
+    refs = {t: quantized_reference(ann, kw["T"], steps=kw["steps"], rounding=rounding, extra_steps=extra)
+            for t, kw in plans.items()}  # fmt: skip
     snn_ok = dict.fromkeys(plans, 0)
     q_ok = dict.fromkeys(plans, 0)
     differ = dict.fromkeys(plans, 0)
@@ -163,5 +168,6 @@ def sweep_bitserial(
         "spiking_activity": {str(t): spikes[t] / max(1, neurons[t] * total * nets[t].meta["steps"]) for t in plans},
         "samples": total,
         "dtype": str(dtype).replace("torch.", ""),
+        "extra_steps": extra,
         "options": {k: v for k, v in options.items() if not isinstance(v, Tensor)},
     }

@@ -19,7 +19,8 @@ resume, so a resumed run trains exactly as an uninterrupted one.
 ``load_qat_run`` rebuilds the prepared model and loads a checkpoint (observers and BN frozen, eval mode);
 ``qat_test_loader`` gives the test batches it expects; ``evaluate_calif_run`` converts it to Ca-LIF SNNs (one
 conversion per T: the leak depends on T) and reports the QAT model's accuracy, the SNN's accuracy per T and their
-agreement.
+agreement. Its neuron fires at most ``max_spikes_per_step`` spikes per step; by default the value the run's
+config records (1, the seed's neuron, for runs trained since issue 19; None, the burst neuron, for older runs).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from snnconv.checkpoint import KIND_MODEL, KIND_TRAIN, atomic_write, load_checkp
 from snnconv.coding import CODINGS, ORDERS
 from snnconv.data import dataset_info, make_loader
 from snnconv.errors import CheckpointError, SnnconvError
+from snnconv.functional.calif import check_max_spikes
 from snnconv.qat import QATSchedule, freeze, prepare_qat
 from snnconv.runs import QAT_FILE, build_model, test_loader
 from snnconv.train import TrainConfig, _epoch_loader, fit, seed_everything
@@ -269,12 +271,15 @@ def evaluate_calif_run(
     checkpoint: str = "last",
     root: str | os.PathLike | None = None,
     progress: bool = True,
+    max_spikes_per_step: int | None | str = "run",
 ) -> dict:
     """QAT model vs its Ca-LIF SNN at each T on the test set; returns a JSON-ready report.
 
-    Accuracies are in %; ``agreement[T]`` is the fraction of test images on which the SNN predicts the QAT
-    model's class (``disagreements[T]`` counts the others); ``spike_rate[T]`` is spikes (of either sign, rounding
-    spikes included) per neuron per step, ``spikes_per_image[T]`` their total per image.
+    ``max_spikes_per_step``: 1 (the seed's neuron), None (burst) or ``"run"`` (what the run's config records;
+    None for runs saved before the option existed). Accuracies are in %; ``agreement[T]`` is the fraction of test
+    images on which the SNN predicts the QAT model's class (``disagreements[T]`` counts the others);
+    ``spike_rate[T]`` is spikes (of either sign, rounding spikes included) per neuron per step,
+    ``spikes_per_image[T]`` their total per image.
     """
     from snnconv.convert import convert
     from snnconv.simulate import simulate
@@ -287,11 +292,15 @@ def evaluate_calif_run(
     if order not in ORDERS:
         raise SnnconvError(f"evaluate_calif_run: order must be one of {ORDERS}, got {order!r}")
     qat, config = load_qat_run(run_dir, checkpoint)
+    if max_spikes_per_step == "run":
+        max_spikes_per_step = config.max_spikes_per_step
+    check_max_spikes(max_spikes_per_step, "evaluate_calif_run")
     settings = _read_settings(Path(run_dir))
     if input_coding in ("isi", "rate") and settings["inputs"] != "unit":
         raise SnnconvError(f"{input_coding} coding encodes [0, 1] pixels, but {run_dir} was trained on normalized "
                            "inputs; use input_coding='codes' or 'direct', or train with inputs='unit'")  # fmt: skip
-    nets = {t: convert(qat, method="calif", T=t, input_coding=input_coding, order=order) for t in T_list}
+    nets = {t: convert(qat, method="calif", T=t, input_coding=input_coding, order=order,
+                       max_spikes_per_step=max_spikes_per_step) for t in T_list}  # fmt: skip
     loader = qat_test_loader(run_dir, batch_size=batch_size, subset=subset, root=root)
     started = time.perf_counter()
     total = qat_ok = 0
@@ -320,6 +329,7 @@ def evaluate_calif_run(
         "input_coding": input_coding,
         "inputs": settings["inputs"],
         "order": order,
+        "max_spikes_per_step": max_spikes_per_step,
         "checkpoint": checkpoint,
         "T": T_list,
         "samples": total,
@@ -340,8 +350,10 @@ def print_calif_report(report: dict) -> None:
     """The report as a table: T, SNN accuracy, gap to the QAT model, agreement, spike rate."""
     from snnconv.report import table
 
-    print(f"{report['model']} on {report['dataset']}, {report['bits']}-bit QAT → Ca-LIF SNN (input coding "
-          f"{report['input_coding']}; {report['samples']} test images, {report['seconds']} s)")  # fmt: skip
+    cap = report.get("max_spikes_per_step")
+    neuron = "burst" if cap is None else f"≤ {cap} spike{'s' if cap > 1 else ''} per step"
+    print(f"{report['model']} on {report['dataset']}, {report['bits']}-bit QAT → Ca-LIF SNN ({neuron}, input "
+          f"coding {report['input_coding']}; {report['samples']} test images, {report['seconds']} s)")  # fmt: skip
     print(f"QAT (fake-quantized) ANN accuracy: {report['qat_accuracy']:.2f}%")
     rows = []
     for t in report["T"]:

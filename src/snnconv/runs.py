@@ -83,8 +83,8 @@ def train_run(config: TrainConfig, *, resume: bool = False, root: str | os.PathL
         whole = train if shard["world_size"] == 1 else make_loader(config.dataset, config.batch_size, **data)
         init_qcfs_from_relu(model, relu, whole, percentile=config.init_percentile)  # same λ on every rank
     losses = [extra_loss] if extra_loss is not None else []
-    if config.qcfs_reg > 0:  # seed 000: CE + w_q · mean((z - q)^2) over all QCFS pre-activations
-        reg = QCFSRegularizer(model)
+    if config.qcfs_reg > 0:  # seed 000: CE + w_q · mean((x - q)^2) over all QCFS pre-activations (SPEC §2 form)
+        reg = QCFSRegularizer(model, form=config.qcfs_reg_form)
         losses.append(lambda m, logits, y: config.qcfs_reg * reg.loss())
     if config.sparsity > 0:  # seed 001 Eq. 10-11: coef · (number of 1-bits of the codes)
         bits = BitSparsity(model)
@@ -116,6 +116,17 @@ def load_run(run_dir: str | os.PathLike, which: str = "last") -> tuple[nn.Module
     return model.to(resolve_device("cpu")).eval(), config
 
 
+def run_options(config: TrainConfig, method: str, options: dict | None = None) -> dict:
+    """``options`` plus the conversion defaults the run's config records, where ``method`` takes them (issue 19):
+    COS's ``cos_shift`` and bit-serial's ``extra_steps`` (runs saved before them: "theta" and "pad")."""
+    out = dict(options or {})
+    if method == "cos" or out.get("calibration") == "cos":
+        out.setdefault("cos_shift", config.cos_shift)
+    if method == "bitserial":
+        out.setdefault("extra_steps", config.extra_steps)
+    return out
+
+
 def evaluate_run(
     run: str | Path,
     T: Sequence[int],
@@ -135,7 +146,7 @@ def evaluate_run(
     from snnconv.convert.calibration import calibrated_sweep
 
     ann, config = load_run(run, checkpoint)
-    options = dict(options or {})
+    options = run_options(config, method, options)
     snn = convert(ann, method=method, **options)
     loader = test_loader(config, batch_size=batch_size, subset=subset, root=root)
     started = time.perf_counter()

@@ -44,13 +44,22 @@ from snnconv.checkpoint import (
     set_rng_state,
 )
 from snnconv.errors import CheckpointError, SnnconvError, TrainingDiverged
+from snnconv.functional.bitserial import EXTRA_STEPS
+from snnconv.functional.calif import check_max_spikes
+from snnconv.functional.regularizer import FORMS
 from snnconv.layers.act import ACT_KINDS
+from snnconv.layers.calibrated import COS_SHIFTS
 from snnconv.metrics_log import LOG_KINDS, RunLog
 from snnconv.threshold_events import ThresholdMonitor
 
 ACTS = ACT_KINDS
 OPTIMIZERS = ("sgd", "adam")
-_RUNTIME_KEYS = frozenset({"out", "device", "num_workers", "amp", "log"})  # may change between resumes
+#: conversion defaults a run records for its evaluation (issue 19); training ignores them and a resumed run keeps
+#: the values it was started with
+CONVERSION_KEYS = frozenset({"extra_steps", "cos_shift", "max_spikes_per_step"})
+_RUNTIME_KEYS = frozenset({"out", "device", "num_workers", "amp", "log"}) | CONVERSION_KEYS  # may change on resume
+#: what a config written before a key existed means by its absence: the behaviour of that time
+LEGACY_DEFAULTS: dict[str, Any] = {"extra_steps": "pad", "cos_shift": "theta", "max_spikes_per_step": None}
 
 
 @dataclass
@@ -80,11 +89,16 @@ class TrainConfig:
     autoaugment: bool = False
     cutout: bool = False
     qcfs_reg: float = 0.0  # w_q of the seed 000 QCFS regularizer (0 = off)
+    qcfs_reg_form: str = "raw"  # its reading (SPEC §2): "seed" (the paper's formula), "clipped" or "raw"
     sparsity: float = 0.0  # coefficient of the seed 001 bit-level l1 regularizer (0 = off)
     init_from: str | None = None  # run directory of a ReLU network to start from (seed 001 A.9)
     init_percentile: float = 99.9  # activation percentile that initialises λ when starting from ReLU
     log: str = "csv"  # per-epoch scalars: "csv" (RUN/metrics.csv), "tensorboard" (+ RUN/tb), "none"
     out: str = "runs/snnconv"
+    # conversion defaults of this run (seed behaviour; runs saved without them keep LEGACY_DEFAULTS)
+    extra_steps: str = "refine"  # bit-serial steps beyond the exact bits: "refine" (seed 001) or "pad"
+    cos_shift: str = "reference"  # COS shift when a neuron fired at every pre-run step: "reference" or "theta"
+    max_spikes_per_step: int | None = 1  # Ca-LIF spikes per step: 1 (seed 003) or None (burst)
 
     def __post_init__(self) -> None:
         if self.act not in ACTS:
@@ -106,28 +120,41 @@ class TrainConfig:
             )
         if self.log not in LOG_KINDS:
             raise SnnconvError(f"TrainConfig: log must be one of {LOG_KINDS}, got {self.log!r}")
+        for name, allowed in (("qcfs_reg_form", FORMS), ("extra_steps", EXTRA_STEPS), ("cos_shift", COS_SHIFTS)):
+            if getattr(self, name) not in allowed:
+                raise SnnconvError(f"TrainConfig: {name} must be one of {', '.join(allowed)}, "
+                                   f"got {getattr(self, name)!r}")  # fmt: skip
+        check_max_spikes(self.max_spikes_per_step, "TrainConfig")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        d = _legacy_defaults(d)
+        """A saved config; keys it lacks get ``LEGACY_DEFAULTS`` (what they meant then), else today's default."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise SnnconvError(f"TrainConfig: unknown keys {unknown}; known keys: {sorted(known)}")
-        return cls(**d)
+        return cls(**_legacy(d))
+
+
+def _saved_config(d: dict) -> dict:
+    """A saved config with the keys added since it was written filled in: ``LEGACY_DEFAULTS``, else the default."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    return {**defaults, **_legacy(d)}
 
 
 _OLD_VGG_DROPOUT = 0.5  # VGG-11/16's classifier dropout before it followed the QCFS reference (0)
 
 
-def _legacy_defaults(d: dict) -> dict:
-    """A config written before a key existed means that key's old behaviour (old runs load and resume as before)."""
-    if "dropout" not in d and d.get("model") in ("vgg11", "vgg16"):
-        d = {**d, "dropout": _OLD_VGG_DROPOUT}
-    return d
+def _legacy(d: dict) -> dict:
+    """``d`` with the keys it lacks set to what they meant when it was written (``LEGACY_DEFAULTS``; VGG-11/16's
+    classifier dropout was 0.5 before issue 28)."""
+    old = dict(LEGACY_DEFAULTS)
+    if d.get("model") in ("vgg11", "vgg16"):
+        old["dropout"] = _OLD_VGG_DROPOUT
+    return {**old, **d}
 
 
 def seed_everything(seed: int) -> None:
@@ -304,11 +331,11 @@ def fit(
         if not last.is_file():
             raise CheckpointError(f"cannot resume: {last} does not exist; run without resume to start fresh")
         ckpt = load_checkpoint(last, kind=KIND_TRAIN)
-        saved_cfg = _legacy_defaults(ckpt["config"])
+        saved = _saved_config(ckpt["config"])
         diff = [
-            f"{k}: {saved_cfg.get(k)!r} -> {cfg.get(k)!r}"
-            for k in sorted(set(cfg) | set(saved_cfg))
-            if k not in _RUNTIME_KEYS and saved_cfg.get(k) != cfg.get(k)
+            f"{k}: {saved.get(k)!r} -> {cfg.get(k)!r}"
+            for k in sorted(set(cfg) | set(saved))
+            if k not in _RUNTIME_KEYS and saved.get(k) != cfg.get(k)
         ]
         if diff:
             raise CheckpointError(
@@ -316,6 +343,7 @@ def fit(
                 "resume with the same settings or start a new run directory"
             )
         restore_training_state(ckpt, model, optimizer, scheduler, source=str(last))
+        cfg.update({k: saved[k] for k in CONVERSION_KEYS})  # the run keeps the conversion defaults it started with
         start, best_acc, best_epoch = ckpt["epoch"], ckpt["best_acc"], ckpt["best_epoch"]
         monitor = ThresholdMonitor(model, ckpt.get("threshold_events"))
         if rank > 0:  # each rank continues its own RNG streams (a fresh one if the world size changed)

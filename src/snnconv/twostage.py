@@ -211,7 +211,7 @@ def two_stage(
     test = test_loader(s2, root=root, rank=shard["rank"], world_size=shard["world_size"])
     extra_loss = None
     if s2.qcfs_reg > 0:
-        reg = QCFSRegularizer(model)
+        reg = QCFSRegularizer(model, form=s2.qcfs_reg_form)
         extra_loss = lambda m, logits, y: s2.qcfs_reg * reg.loss()  # noqa: E731
     stage2 = fit(model, train, test, s2, d2, resume=resume, extra_loss=extra_loss)
     return {"stage1": stage1, "stage2": stage2, "out": s2.out}

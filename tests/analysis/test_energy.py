@@ -102,3 +102,26 @@ def test_bitserial_first_layer_macs_once_and_shifts_counted():
     assert first["mac"] == rep.ann_ops["0"]["mac"] == 4 * 10 * 10
     assert first["ac"] == 0
     assert rep.snn_ops["1"]["shift"] == 4 * 16 * 3  # neurons per sample × T
+
+
+def test_seed004_prices_hand_counted():
+    """Seed 004 A.8: 77 fJ per synaptic operation (an AC) and 12.5 pJ per FLOP (a MAC is 2 FLOPs)."""
+    from snnconv.analysis.energy import PRICE_TABLES, EnergyReport
+
+    assert "seed004" in PRICE_TABLES
+    assert price_table("seed004") == {"mac": 25.0, "ac": 0.077, "cmp": 0.0, "reset": 0.0, "shift": 0.0}
+    ann = _linear_net()
+    x = torch.tensor([[1.0, 0.3]])
+    r = energy(convert(ann), x, 4, ann=ann, table="seed004")  # the ops of test_hand_counted_linear_net
+    assert r.snn_total == pytest.approx(24 * 25.0 + 18 * 0.077)
+    assert r.ann_total == pytest.approx(12 * 25.0)
+    assert r.op_counts() == {"snn_sop": 18, "snn_flop": 48, "ann_flop": 24}
+    assert r.to_dict()["op_counts"]["ann_flop"] == 24
+    # seed 004 Table S5 (VGG-16, CIFAR-100): ANN 0.628 GFLOP → 7.85 mJ; SNN at T = 32, 1.444 GSOP → 0.111 mJ
+    table = EnergyReport(T=32, prices=price_table("seed004"))
+    table.snn_ops = {"all": {"mac": 0.0, "ac": 1.444e9, "cmp": 0.0, "reset": 0.0, "shift": 0.0}}
+    table.ann_ops = {"all": {"mac": 0.628e9 / 2, "ac": 0.0, "cmp": 0.0, "reset": 0.0, "shift": 0.0}}
+    assert table.ann_total * 1e-9 == pytest.approx(7.85, abs=5e-3)  # pJ → mJ
+    assert table.snn_total * 1e-9 == pytest.approx(0.111, abs=5e-4)
+    with pytest.raises(ValueError, match="choose one of 45nm, seed001, seed004"):
+        price_table("seed005")

@@ -383,3 +383,68 @@ def test_ablation_semantics():
     plain = simulate(convert(net, method="bitserial"), xs, 2).logits[-1]
     noshift = simulate(convert(net, method="bitserial", bias_shift=False), xs, 2).logits[-1]
     torch.testing.assert_close(noshift - plain, (2 - 1) * net[2].bias.detach().expand(5, 2), rtol=0, atol=1e-12)
+
+
+# --- more steps than bits (seed 001 Tables 1-2; SPEC §3): refine below the LSB, or pad ---------------------------
+
+
+def _one_neuron() -> nn.Module:
+    """z = x through one QCFS with L = 3, λ = 3 (Δ = 1, exact T = 2 bits, θ = 4), read out as a."""
+    first, last = nn.Linear(1, 1, bias=False), nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        first.weight.fill_(1.0)
+        last.weight.fill_(1.0)
+    return nn.Sequential(first, QCFS(3, 3.0), last).double().eval()
+
+
+def _neuron_spikes(snn, x: torch.Tensor, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, the neuron's 0/1 spikes [T, B]): its currents are z = x at t = 1 and 0 after (bias_split first)."""
+    neuron = next(iter(snn.neurons().values()))
+    currents = torch.zeros(T, *x.shape, dtype=x.dtype)
+    currents[0] = x
+    return simulate(snn, x, T).logits[-1], neuron.scan(currents, None)[0].reshape(T, -1)
+
+
+def test_refine_fires_bits_below_the_lsb_hand_computed():
+    ann, x = _one_neuron(), torch.tensor([[2.3], [3.7], [0.3]], dtype=torch.float64)
+    # exact T = 2: w = 2, 1 and u = z + Δ/2 → k = 2, 3 (saturated: the clip at λ = 3), 0
+    assert simulate(convert(ann, method="bitserial"), x, 2).logits[-1].flatten().tolist() == [2.0, 3.0, 0.0]
+    # refine to T' = 4: w = 2, 1, 0.5, 0.25 (θ = 4 kept), u = z + Δ'/2 with Δ' = 0.25, capped at λ + Δ'/2 = 3.125:
+    # 2.425 → 1001 (2.25); 3.825 → 3.125 → 1100 (3 = λ, not 3.75); 0.425 → 0001 (0.25)
+    refine = convert(ann, method="bitserial", steps=4, extra_steps="refine")
+    logits, spikes = _neuron_spikes(refine, x, 4)
+    assert logits.flatten().tolist() == [2.25, 3.0, 0.25]
+    assert spikes.T.tolist() == [[1, 0, 0, 1], [1, 1, 0, 0], [0, 0, 0, 1]]
+    assert refine.meta["T"] == 2 and refine.meta["steps"] == 4 and refine.meta["extra_steps"] == "refine"
+    # pad to T' = 4: θ = 16, w = 8, 4, 2, 1, u = z + 1/2 capped at 3.5: silent leading bits, SNN == QANN
+    pad = convert(ann, method="bitserial", steps=4, extra_steps="pad")
+    logits, spikes = _neuron_spikes(pad, x, 4)
+    assert logits.flatten().tolist() == [2.0, 3.0, 0.0]
+    assert spikes.T.tolist() == [[0, 0, 1, 0], [0, 0, 1, 1], [0, 0, 0, 0]]
+    assert pad.meta["T"] == 4 and pad.meta["steps"] == 4
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(-1.0, 4.0, allow_nan=False, width=32), min_size=1, max_size=16), st.integers(3, 10))
+def test_refine_approaches_the_clipped_activation(values, steps):
+    ann, x = _one_neuron(), torch.tensor(values, dtype=torch.float64).view(-1, 1)
+    snn = convert(ann, method="bitserial", steps=steps, extra_steps="refine")
+    got = simulate(snn, x, steps).logits[-1]
+    delta = 2.0 ** (2 - steps)  # Δ' = θ·2^-T' with θ = 4
+    assert bool(((got - x.clamp(0, 3)).abs() <= delta / 2 + 1e-12).all())  # within half a refined step of clip(z)
+    torch.testing.assert_close(got, quantized_reference(ann, steps=steps, extra_steps="refine")(x), rtol=0, atol=0)
+
+
+def test_refine_equals_its_reference_on_random_networks():
+    ann, shape = _network("conv", 7, 4, True, 3)
+    ann, x = ann.double().eval(), torch.randn(16, *shape, dtype=torch.float64)
+    for steps in (4, 5, 7):  # exact T = 3
+        snn = convert(ann, method="bitserial", steps=steps, extra_steps="refine")
+        ref = quantized_reference(ann, steps=steps, extra_steps="refine")
+        torch.testing.assert_close(simulate(snn, x, steps).logits[-1], ref(x), rtol=1e-12, atol=1e-12)
+        pad = convert(ann, method="bitserial", steps=steps, extra_steps="pad")
+        torch.testing.assert_close(simulate(pad, x, steps).logits[-1], ann(x), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ConversionError, match="extra_steps must be one of refine, pad, got 'zeros'"):
+        convert(ann, method="bitserial", steps=5, extra_steps="zeros")
+    with pytest.raises(ConversionError, match="extra_steps='refine'"):
+        convert(ann, method="bitserial", steps=5)  # more steps than bits: name the rule

@@ -83,6 +83,17 @@ def test_calibration_options_are_checked():
         convert(ann, tau=2)
     with pytest.raises(ConversionError, match="rho must be a positive integer"):
         convert(ann, calibration="cos", rho=0)
+    with pytest.raises(ConversionError, match="cos_shift='theta' is an option of calibration='cos', not 'srp'"):
+        convert(ann, calibration="srp", cos_shift="theta")
+    with pytest.raises(ConversionError, match="cos_shift must be one of reference, theta, got 'big'"):
+        convert(ann, method="cos", cos_shift="big")
+
+
+def test_cos_shift_option_reaches_every_neuron_and_the_meta():
+    ann = _mlp()
+    for snn, want in ((convert(ann, method="cos"), "reference"), (convert(ann, calibration="cos"), "reference"),
+                      (convert(ann, method="cos", cos_shift="theta"), "theta")):  # fmt: skip
+        assert snn.meta["cos_shift"] == want and {n.shift for n in snn.neurons().values()} == {want}
 
 
 # --- COS: layer by layer over the whole input sequence -----------------------------------------------------

@@ -69,7 +69,7 @@ def test_signed_counts_equal_qann_codes_for_any_spike_order(seed: int, residual:
     q, x = exact_net(seed % 7, residual)
     out, codes = record_codes(q, x)
     T = 128  # >= the largest code (127): one input spike per step
-    snn = convert(q, method="calif", T=T, order=order, seed=seed)
+    snn = convert(q, method="calif", T=T, order=order, seed=seed, max_spikes_per_step=None)
     logits, totals = neuron_totals(snn, x, T)
     hidden = [c for name, c in codes.items() if name != "activation_post_process_0"]
     assert len(totals) == len(hidden)
@@ -101,7 +101,7 @@ def test_leak_from_bias_and_bn_folding() -> None:
     freeze(q)
     x = torch.rand(8, 1, 8, 8)
     out, codes = record_codes(q, x)
-    snn = convert(q, method="calif", T=128)
+    snn = convert(q, method="calif", T=128, max_spikes_per_step=None)
     neuron = next(iter(snn.neurons().values()))
     assert neuron.bias.shape == (4,) and torch.allclose(neuron.leak(128) * 128, -neuron.bias)
     logits, totals = neuron_totals(snn, x, 128)
@@ -147,9 +147,39 @@ def test_digits_qat_export_matches_predictions() -> None:
     with torch.no_grad():
         qann = q(xte).argmax(1)
     assert (qann == yte).float().mean() > 0.85
-    snn = convert(q, method="calif", T=128)
+    snn = convert(q, method="calif", T=128, max_spikes_per_step=None)
     pred = simulate(snn, xte, 128).logits[-1].argmax(1)
     agreement = (pred == qann).float().mean().item()
     print(f"digits: QANN acc {(qann == yte).float().mean():.4f}, SNN acc {(pred == yte).float().mean():.4f}, "
           f"agreement {agreement:.4f}")  # fmt: skip
     assert agreement >= 0.995
+
+
+def test_one_spike_per_step_is_the_default_and_approaches_the_qann_as_T_grows() -> None:
+    """Seed 003 §3.2 / Table 3: the seed's neuron sends at most one spike per step (plus one rounding spike), so
+    a short window clips large codes and the logits move toward the QAT model's as T grows; bursts equal it."""
+    q, x = exact_net(2, True)
+    out, _ = record_codes(q, x)
+    errors = {}
+    for T in (8, 32, 128):
+        snn = convert(q, method="calif", T=T)
+        assert snn.meta["max_spikes_per_step"] == 1
+        assert all(n.max_spikes_per_step == 1 for n in snn.neurons().values())
+        steps: list[torch.Tensor] = []
+        for mod in snn.graph.modules():
+            if isinstance(mod, CalifNeuron):
+                orig = mod.scan_values
+
+                def scan_values(cur, state, orig=orig, steps=steps):
+                    values, state = orig(cur, state)
+                    steps.append(values)
+                    return values, state
+
+                mod.scan_values = scan_values
+        errors[T] = float((simulate(snn, x, T).logits[-1] - out).abs().mean())
+        assert steps and all(bool((v[:-1].abs() <= 1).all()) and bool((v[-1].abs() <= 2).all()) for v in steps)
+    assert errors[8] > errors[32] > errors[128] and errors[128] < 0.25 * errors[8]
+    burst = convert(q, method="calif", T=8, max_spikes_per_step=None)
+    torch.testing.assert_close(simulate(burst, x, 8).logits[-1], out, rtol=0, atol=1e-6)
+    with pytest.raises(ConversionError, match="max_spikes_per_step"):
+        convert(q, method="calif", max_spikes_per_step=0)

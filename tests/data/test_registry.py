@@ -17,7 +17,7 @@ NAMES = ["fashion-mnist", "digits", "mnist", "cifar10", "cifar100", "tiny-imagen
 
 
 def test_names_and_default():
-    assert list_datasets() == NAMES
+    assert list_datasets() == [*NAMES, "caltech101", "caltech101-dog", "caltech101-grey-dog"]  # tests/data/test_caltech
     assert DEFAULT_DATASET == "fashion-mnist"
 
 

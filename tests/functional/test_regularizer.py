@@ -96,3 +96,54 @@ def test_collector_channelwise_and_extra_loss_signature():
 def test_no_qcfs_raises():
     with pytest.raises(ValueError, match="no QCFS"):
         QCFSRegularizer(nn.Linear(2, 2))
+
+
+# --- the three readings of seed 000 §4.2-4.3 (SPEC §2) --------------------------------------------------------
+
+Z6 = [-0.5, 0.1, 0.3, 0.5, 0.9, 1.7]  # θ = 1, L = 4; clip(z, 0, 1) = [0, .1, .3, .5, .9, 1]
+
+
+def test_seed_form_hand_computed():
+    # q = θ(⌊z̄L/θ + 0.5⌋ - 0.5)/L: z̄L + .5 = [.5, .9, 1.7, 2.5, 4.1, 4.5] → ⌊⌋ = [0, 0, 1, 2, 4, 4]
+    # → q = [-.125, -.125, .125, .375, .875, .875]; z̄ - q = [.125, .225, .175, .125, .025, .125]
+    z = torch.tensor(Z6, dtype=torch.float64, requires_grad=True)
+    loss = qcfs_regularizer(z, 1.0, 4, form="seed")
+    sq = [0.125**2, 0.225**2, 0.175**2, 0.125**2, 0.025**2, 0.125**2]  # Σ = 0.12875
+    torch.testing.assert_close(loss.detach(), torch.tensor(sum(sq) / 6, dtype=torch.float64), rtol=0, atol=1e-15)
+    loss.backward()  # 2(z̄ - q)/N inside (0, θ); nothing where the clip is active (z = -0.5, 1.7)
+    want = torch.tensor([0.0, 0.225, 0.175, 0.125, 0.025, 0.0], dtype=torch.float64) * 2 / 6
+    torch.testing.assert_close(z.grad, want, rtol=0, atol=1e-15)
+
+
+def test_clipped_and_raw_forms_hand_computed():
+    z = torch.tensor(Z6, dtype=torch.float64)
+    # nearest levels of z̄: [0, 0, .25, .5, 1, 1]; clipped: z̄ - q = [0, .1, .05, 0, -.1, 0] (Σ² = 0.0225)
+    torch.testing.assert_close(qcfs_regularizer(z, 1.0, 4, form="clipped"), torch.tensor(0.0225 / 6, dtype=z.dtype))
+    # raw: z - q = [-.5, .1, .05, 0, -.1, .7] (Σ² = 0.7625): the two out-of-range values carry 97 % of it
+    torch.testing.assert_close(qcfs_regularizer(z, 1.0, 4, form="raw"), torch.tensor(0.7625 / 6, dtype=z.dtype))
+    assert torch.equal(qcfs_regularizer(z, 1.0, 4), qcfs_regularizer(z, 1.0, 4, form="raw"))  # default: raw
+
+
+def test_raw_form_is_mostly_the_pull_into_range():
+    # the numbers: z ~ N(0, 1.5²), λ = 2, L = 8: ~all of the raw loss comes from z outside [0, λ]
+    z = torch.randn(200_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 1.5
+    raw = qcfs_regularizer(z, 2.0, 8, form="raw")
+    inside = ((z >= 0) & (z <= 2)).to(z.dtype)
+    q = qcfs(z.clamp(0, 2), 2.0, 8)
+    share_outside = float((((z - q) ** 2) * (1 - inside)).mean() / raw)
+    assert share_outside > 0.99
+    assert float(qcfs_regularizer(z, 2.0, 8, form="clipped")) < 0.01 * float(raw)
+
+
+def test_form_is_validated_and_reaches_the_collector():
+    with pytest.raises(ValueError, match="form must be one of seed, clipped, raw, got 'exact'"):
+        qcfs_regularizer(torch.zeros(3), 1.0, 4, form="exact")
+    model = nn.Sequential(nn.Linear(5, 7), QCFS(4, 1.0), nn.Linear(7, 2))
+    with pytest.raises(ValueError, match="QCFSRegularizer: form must be one of"):
+        QCFSRegularizer(model, form="exact")
+    x = torch.randn(6, 5)
+    z = model[0](x)
+    for form in ("seed", "clipped", "raw"):
+        with QCFSRegularizer(model, form=form) as reg:
+            model(x)
+            torch.testing.assert_close(reg.loss(), qcfs_regularizer(z, 1.0, 4, form=form).detach())

@@ -23,13 +23,15 @@ def _seq(values, *shape) -> torch.Tensor:
     return v.view(-1, *([1] * len(shape))).expand(-1, *shape).clone()
 
 
-def _v0(values, theta: float = 1.0) -> float:
+def _v0(values, theta: float = 1.0, shift: str = "theta") -> float:
+    """v0 of one neuron; ``shift="theta"`` is the rule of issue 5 these tests were written for (issue 19 names it)."""
     c = _seq(values, 1)
-    return float(cos_initial_potential(c, torch.full((1,), theta / 2, dtype=F64), torch.tensor(theta, dtype=F64)))
+    v = torch.full((1,), theta / 2, dtype=F64)
+    return float(cos_initial_potential(c, v, torch.tensor(theta, dtype=F64), shift))
 
 
-def _reference_v0(values, theta: float) -> float:
-    """The issue's rule, scalar by scalar."""
+def _reference_v0(values, theta: float, all_fired_shift: float = 1.0) -> float:
+    """The issue's rule, scalar by scalar (``all_fired_shift``: the shift, in θ, when no step was silent)."""
     v, fired, m_s, m_n = theta / 2, False, math.inf, -math.inf
     for i in values:
         m = v + i
@@ -40,7 +42,7 @@ def _reference_v0(values, theta: float) -> float:
     if v < 0 and fired:
         return theta / 2 - theta * max(1.0, m_s / theta - 0.999)
     if v >= theta:
-        return theta / 2 + theta * (max(1.0, 1.001 - m_n / theta) if m_n > -math.inf else 1.0)
+        return theta / 2 + theta * (max(1.0, 1.001 - m_n / theta) if m_n > -math.inf else all_fired_shift)
     return theta / 2
 
 
@@ -64,6 +66,65 @@ def test_cos_fired_too_little():
     # it fired at every step (m_n does not exist): the shift is the floor θ
     assert _v0([3, 3]) == pytest.approx(1.5, abs=1e-12)
     assert _v0([6, 6], theta=2.0) == pytest.approx(1.0 + 2.0, abs=1e-12)
+
+
+def test_cos_reference_shift_when_it_fired_at_every_step():
+    # no silent step: the authors' code takes m_n = -1000θ, so the shift is (1.001 + 1000)·θ (issue 19)
+    assert _v0([3, 3], shift="reference") == pytest.approx(0.5 + 1001.001, abs=1e-9)
+    assert _v0([6, 6], theta=2.0, shift="reference") == pytest.approx(1.0 + 2 * 1001.001, abs=1e-9)
+    # with a silent step both rules agree: m_n = -0.5 -> shift 1.501
+    assert _v0([-1, 3, 3], shift="reference") == _v0([-1, 3, 3], shift="theta") == pytest.approx(2.001, abs=1e-12)
+    with pytest.raises(ValueError, match="cos_shift must be one of reference, theta"):
+        _v0([3, 3], shift="huge")
+    with pytest.raises(ValueError, match="cos_shift"):
+        COSNeuron(1.0, shift="big")
+
+
+def _authors_cos(x: list[float], rho: int, T: int) -> list[float]:
+    """The authors' COS neuron (hzc1208/ANN2SNN_COS, modules.py ``MPLayer``, one calibration round), in units of θ,
+    for one neuron: v starts at 0.5; pre-run ρ steps recording the pre-reset potential of firing steps (1000 when
+    silent) and the potential of silent steps (-1000 when firing); shift; replay T steps from t = 1."""
+    v, rate, mem_seq, mem_seq2 = 0.5, 0, [], []
+    for t in range(rho):
+        v += x[t]
+        out = v >= 1.0
+        v -= float(out)
+        rate += out
+        mem_seq.append(v + 1.0 if out else 1000.0)
+        mem_seq2.append(-1000.0 if out else v)
+    lower = 1.0 if (v < 0 and rate > 1e-3) else 0.0
+    val = min(mem_seq) - 0.999
+    val = val if val > 1.0 else 1.0
+    val2 = 1.001 - max(mem_seq2)
+    val2 = val2 if val2 > 1.0 else 1.0
+    v = 0.5 + val2 if v >= 1.0 else 0.5 - lower * val
+    spikes = []
+    for t in range(T):
+        v += x[t]
+        spikes.append(float(v >= 1.0))
+        v -= spikes[-1]
+    return spikes
+
+
+def test_cos_fires_as_the_authors_code_on_the_issue_case():
+    # [1.2θ x4, -3θ, -3θ, 0.5θ, 0.5θ], ρ = 4: it fires at each pre-run step, v(4) = 1.3θ ≥ θ. The reference shifts
+    # v(0) to 0.5θ + 1001.001θ, so the replay fires at all 8 steps (8 spikes); the θ rule (v(0) = 1.5θ) fires at
+    # steps 1-4 only (m = 2.7, 2.9, 3.1, 3.3, then -0.7, -3.7, -3.2, -2.7)
+    for theta in (1.0, 2.0):
+        c = _seq([1.2 * theta] * 4 + [-3 * theta] * 2 + [0.5 * theta] * 2, 1)
+        assert COSNeuron(theta, rho=4).double()(c).flatten().tolist() == [theta] * 8
+        assert COSNeuron(theta, rho=4, shift="theta").double()(c).flatten().tolist() == [theta] * 4 + [0.0] * 4
+    assert _authors_cos([1.2] * 4 + [-3.0] * 2 + [0.5] * 2, 4, 8) == [1.0] * 8
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(-24, 24), min_size=2, max_size=10), st.integers(1, 10))
+def test_cos_reference_shift_spikes_like_the_authors_code(eighths, rho):
+    x = [v / 8 for v in eighths]  # exact binary fractions: both sides compute the same floats
+    rho = min(rho, len(x))
+    got = COSNeuron(1.0, rho=rho).double()(_seq(x, 1)).flatten().tolist()
+    assert got == _authors_cos(x, rho, len(x))
+    assert _v0(x[:rho], shift="reference") == pytest.approx(_reference_v0(x[:rho], 1.0, 1001.001), abs=1e-9)
 
 
 def test_cos_neither_branch():

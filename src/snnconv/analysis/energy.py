@@ -1,4 +1,4 @@
-"""Operation counts and compute energy of an SNN run vs its ANN (SPEC §6; seeds 001 Table 6, 002 §5.7).
+"""Operation counts and compute energy of an SNN run vs its ANN (SPEC §6; seeds 001 Table 6, 002 §5.7, 004 A.8).
 
 Counted per layer and per sample, from the actual spikes of a simulation:
 
@@ -16,9 +16,12 @@ with all-one weights on the 0/1 indicator of its input: Σ_outputs Σ_{inputs in
 For conv that is about out_channels·k²/stride² per input element, for linear out_features.
 Pooling, un-folded BN and residual additions are not counted (as in seeds 001/002).
 
-Prices (pJ): ``"45nm"`` 32-bit float, 45 nm (Horowitz 2014): MAC 4.6, AC 0.9, other ops not priced;
-``"seed001"`` seed 001 Table 6 at ``bits`` 8 or 32: mult 0.2/3.1, add 0.03/0.1, shift 0.024/0.13,
-compare 0.03/0.08; MAC = mult + add, AC = reset = add.
+Prices (pJ), ``PRICE_TABLES``: ``"45nm"`` 32-bit float, 45 nm (Horowitz 2014; seed 002 §5.7): MAC 4.6, AC 0.9,
+other ops not priced; ``"seed001"`` seed 001 Table 6 at ``bits`` 8 or 32: mult 0.2/3.1, add 0.03/0.1, shift
+0.024/0.13, compare 0.03/0.08; MAC = mult + add, AC = reset = add; ``"seed004"`` seed 004 A.8 (the ROLLS chip,
+Qiao et al. 2015): 77 fJ per synaptic operation (SOP: an AC) and 12.5 pJ per FLOP, a MAC being two FLOPs (its
+Table S5 prices CIFAR VGG-16 at 0.628 GFLOP, twice its 0.31 G convolution multiply-accumulates), other ops not
+priced. ``EnergyReport.op_counts`` gives its SOP and FLOP counts (seed 004 Table S5 tabulates GSOP per T).
 """
 
 from __future__ import annotations
@@ -37,23 +40,28 @@ from snnconv.layers.neuron import SpikingNeuron
 from snnconv.layers.temporal import TimeAware
 from snnconv.simulate import simulate
 
-__all__ = ["OPS", "EnergyReport", "connections", "energy", "price_table"]
+__all__ = ["OPS", "PRICE_TABLES", "EnergyReport", "connections", "energy", "price_table"]
 
 OPS: tuple[str, ...] = ("mac", "ac", "cmp", "reset", "shift")
+#: the selectable price tables (``price_table``; CLI ``snnconv analyze --prices``)
+PRICE_TABLES: tuple[str, ...] = ("45nm", "seed001", "seed004")
 SYNAPTIC = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+FLOPS_PER_MAC = 2  # a multiply and an add (seed 004's FLOP count)
 
 
 def price_table(name: str = "45nm", bits: int = 32) -> dict[str, float]:
-    """Energy per operation in pJ for ``name`` in {"45nm", "seed001"}; ``bits`` 8 or 32 selects seed 001's column."""
+    """Energy per operation in pJ for ``name`` in ``PRICE_TABLES``; ``bits`` 8 or 32 selects seed 001's column."""
     if name == "45nm":
         return {"mac": 4.6, "ac": 0.9, "cmp": 0.0, "reset": 0.0, "shift": 0.0}
+    if name == "seed004":  # 77 fJ per SOP, 12.5 pJ per FLOP (seed 004 A.8)
+        return {"mac": FLOPS_PER_MAC * 12.5, "ac": 0.077, "cmp": 0.0, "reset": 0.0, "shift": 0.0}
     if name == "seed001":
         table = {8: (0.2, 0.03, 0.024, 0.03), 32: (3.1, 0.1, 0.13, 0.08)}
         if bits not in table:
             raise SnnconvError(f"price_table: seed001 has 8- and 32-bit prices, got bits={bits}")
         mult, add, shift, cmp = table[bits]
         return {"mac": mult + add, "ac": add, "cmp": cmp, "reset": add, "shift": shift}
-    raise SnnconvError(f"price_table: unknown table {name!r}; choose '45nm' or 'seed001'")
+    raise SnnconvError(f"price_table: unknown table {name!r}; choose one of {', '.join(PRICE_TABLES)}")
 
 
 @torch.no_grad()
@@ -120,6 +128,12 @@ class EnergyReport:
         ops = self.snn_ops if which == "snn" else (self.ann_ops or {})
         return {o: sum(v[o] for v in ops.values()) for o in OPS}
 
+    def op_counts(self) -> dict[str, float | None]:
+        """Per sample: the SNN's synaptic operations (SOP = AC) and FLOPs (2 per MAC), the ANN's FLOPs (seed 004)."""
+        snn, ann = self.totals("snn"), self.totals("ann") if self.ann_ops is not None else None
+        return {"snn_sop": snn["ac"], "snn_flop": FLOPS_PER_MAC * snn["mac"],
+                "ann_flop": None if ann is None else FLOPS_PER_MAC * ann["mac"]}  # fmt: skip
+
     @property
     def snn_total(self) -> float:
         return sum(self.snn_energy().values())
@@ -140,7 +154,7 @@ class EnergyReport:
             "T": self.T, "samples": self.samples, "prices_pJ": self.prices, "unit": "pJ per sample",
             "snn_ops": self.snn_ops, "snn_energy": self.snn_energy(), "snn_total": self.snn_total,
             "snn_ops_total": self.totals("snn"), "ann_ops": self.ann_ops, "ann_energy": self.ann_energy(),
-            "ann_total": self.ann_total, "ann_over_snn": self.ratio,
+            "ann_total": self.ann_total, "ann_over_snn": self.ratio, "op_counts": self.op_counts(),
         }  # fmt: skip
 
     def table(self) -> str:

@@ -9,6 +9,15 @@ split uniformly: transformer attention and LayerNorm, seed 001 A.6) → ``Analog
 With T bits and all options on, the spikes of every layer are the MSB-first bits of the QANN codes k and the
 final logits ``simulate(snn, x, T').logits[-1]`` equal the logits of ``quantized_reference(ann, T, steps=T')``
 (= the ANN itself when T' = T), up to floating-point summation order.
+
+More steps than bits (T' > T, seed 001 Tables 1-2 report T = 6...32 for 4-bit codes and the accuracy moves):
+``extra_steps="refine"`` (the seed's, SPEC §3; the default of ``snnconv.evaluate.sweep_bitserial`` and of
+``snnconv evaluate --method bitserial`` for T above the exact T) keeps θ = 2^T·Δ and fires θ·2^-t for
+t = T+1..T' below the LSB from the residual, MSB first, starting from Δ'/2 (Δ' = θ·2^-T') with u capped at
+λ + Δ'/2: the SNN is the T'-bit quantizer of clip(z, 0, λ) and approaches the un-quantized clipped activation as
+T' grows. ``"pad"`` makes the extra steps silent leading bits (θ = 2^T'·Δ), so the SNN stays equal to the T-bit
+QANN (the ANN) at every T'.
+``convert(..., steps=T' > T)`` needs one of them named (``extra_steps=None`` refuses, as before).
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from snnconv.convert.methods import register_method
 from snnconv.convert.network import SpikingNetwork
 from snnconv.convert.trace import set_module, trace
 from snnconv.errors import ConversionError, count_not_positive
-from snnconv.functional.bitserial import bit_step_values, clamp_value, ldexp, min_bits
+from snnconv.functional.bitserial import EXTRA_STEPS, ExtraSteps, bit_step_values, clamp_value, ldexp, min_bits
 from snnconv.layers.analog import Analog, SumAnalog
 from snnconv.layers.bitserial import (
     AnalogInput,
@@ -55,7 +64,8 @@ _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 @dataclass(frozen=True)
 class LayerPlan:
-    """Level convention of one QCFS layer: Δ = λ/L, θ = 2^bits·Δ, ``steps`` fired bits, optional clamp."""
+    """Level convention of one QCFS layer: Δ = λ/L, θ = 2^bits·Δ, ``steps`` fired bits (steps > bits: refined
+    below Δ), optional clamp."""
 
     name: str
     levels: int
@@ -87,9 +97,19 @@ def _qcfs_nodes(gm: fx.GraphModule) -> list[fx.Node]:
 
 
 def plan_levels(
-    gm: fx.GraphModule, T: int | None = None, steps: int | None = None, exact: bool = True
+    gm: fx.GraphModule,
+    T: int | None = None,
+    steps: int | None = None,
+    exact: bool = True,
+    extra_steps: ExtraSteps | None = None,
 ) -> tuple[int, int, list[LayerPlan]]:
-    """Check the level conventions and return (T, steps, plans). T=None: the smallest exact T for every layer."""
+    """Check the level conventions and return (T, steps, plans). T=None: the smallest exact T for every layer.
+
+    ``steps`` > T: ``extra_steps="refine"`` fires bits below Δ (clamp λ + Δ'/2), ``"pad"`` uses T = steps bits,
+    None refuses.
+    """
+    if extra_steps is not None and extra_steps not in EXTRA_STEPS:
+        raise ConversionError(f"bitserial: extra_steps must be one of {', '.join(EXTRA_STEPS)}, got {extra_steps!r}")
     nodes = _qcfs_nodes(gm)
     if not nodes:
         raise ConversionError("the model has no QCFS activation: nothing to convert into spiking neurons")
@@ -100,8 +120,13 @@ def plan_levels(
     if not isinstance(T, int) or isinstance(T, bool) or T < 1:
         raise ConversionError(f"bitserial: T (bits) must be a positive integer or None, got {T!r}")
     steps = T if steps is None else steps
-    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= T:
-        raise ConversionError(f"bitserial: steps must be an integer in 1..T={T} (fewer steps than bits), got {steps!r}")
+    more = extra_steps is not None and isinstance(steps, int) and steps > T
+    if not isinstance(steps, int) or isinstance(steps, bool) or not (1 <= steps <= T or more):
+        raise ConversionError(f"bitserial: steps must be an integer in 1..T={T} (fewer steps than bits), got "
+                              f"{steps!r}; to fire more steps than bits pass extra_steps='refine' (bits below the "
+                              "LSB, seed 001) or 'pad' (silent leading bits, SNN == QANN)")  # fmt: skip
+    if steps > T and extra_steps == "pad":
+        T = steps  # silent leading bits: θ = 2^steps·Δ
     plans = []
     for name, q in qs.items():
         L, lam = q.levels, q.theta().detach()
@@ -115,7 +140,11 @@ def plan_levels(
             raise ConversionError(f"bitserial: layer '{name}' has a non-positive or non-finite threshold λ")
         bits = max(T, need[name])
         delta = lam / L
-        clamp = clamp_value(delta, L) if 2**bits - 1 > L else None
+        if steps > bits:  # refine: k' <= L·2^extra, i.e. u <= λ + Δ'/2 (the clip of the QCFS at λ)
+            extra = steps - bits
+            clamp = clamp_value(ldexp(delta, -extra), L << extra)
+        else:
+            clamp = clamp_value(delta, L) if 2**bits - 1 > L else None
         plans.append(LayerPlan(name, L, lam, q.shift, delta, bits, steps, clamp))
     return T, steps, plans
 
@@ -223,11 +252,14 @@ def convert_bitserial(
     bias_shift: bool = True,
     modified_neuron: bool = True,
     ablation: str | Iterable[str] | None = None,
+    extra_steps: ExtraSteps | None = None,
 ) -> SpikingNetwork:
     """QCFS network → bit-serial SNN (seed 001 / SPEC §3). Simulate with ``T = steps`` and ``schedule="layer"``.
 
     T: bits, θ = 2^T·Δ per layer (None = the smallest exact T; must satisfy 2^T - 1 >= L unless exact=False).
-    steps: time steps fired (<= T); fewer steps re-round: ``rounding="unbiased"`` starts from φ·Δ' (Δ' = θ·2^-steps,
+    steps: time steps fired (default T). More steps than bits need ``extra_steps``: ``"refine"`` (the seed's, SPEC
+    §3: bits below Δ, the SNN approaches clip(z, 0, λ)) or ``"pad"`` (silent leading bits, SNN == the T-bit QANN;
+    the same as T=steps). Fewer steps re-round: ``rounding="unbiased"`` starts from φ·Δ' (Δ' = θ·2^-steps,
     a steps-bit QANN), ``"truncate"`` from φ·Δ (keeps the top bits of k, biased low). exact=False: a layer needing
     more bits than T keeps its own minimal bits and fires T of them. bias_split: "first" (all constants and the
     analog input at t = 1), "uniform" (c/T and x/T each step), "bn_shift" (BN kept, β_c = β/T + (1-1/T)γμ/σ, b/T;
@@ -247,7 +279,7 @@ def convert_bitserial(
     gm = trace(copy.deepcopy(ann)).eval()
     check_convertible(gm, (QCFS,), analog=True)
     _reject_constants(gm)
-    T, steps, plans = plan_levels(gm, T, steps, exact)
+    T, steps, plans = plan_levels(gm, T, steps, exact, extra_steps)
     if bias_split == "bn_shift":
         _shift_batchnorms(gm, opts["bias_shift"])
     else:
@@ -263,7 +295,7 @@ def convert_bitserial(
     _add_encoder_and_readout(gm, value_split)
     meta = {
         "method": "bitserial", "levels": sorted({p.levels for p in plans}), "T": T, "steps": steps,
-        "bias_split": bias_split, "rounding": rounding, **opts,
+        "bias_split": bias_split, "rounding": rounding, "extra_steps": extra_steps, **opts,
         "clamped": [p.name for p in plans if p.clamp is not None], "readout": "sum",
     }  # fmt: skip
     if analog:
@@ -325,16 +357,19 @@ def quantized_reference(
     exact: bool = True,
     rounding: Rounding = "unbiased",
     left_shift: bool = True,
+    extra_steps: ExtraSteps | None = None,
 ) -> QuantizedANN:
     """The QANN that ``convert(ann, "bitserial", T=T, steps=steps, ...)`` equals: k per layer and the logits.
 
-    For steps = T (exact) it computes the same activations as the ANN's QCFS layers (a = k·λ/L).
+    For steps = T (exact) it computes the same activations as the ANN's QCFS layers (a = k·λ/L); for steps > T
+    with ``extra_steps="refine"`` the steps-bit quantizer of clip(z, 0, λ) with step Δ' = θ·2^-steps.
     """
     gm = trace(copy.deepcopy(ann)).eval()
     check_convertible(gm, (QCFS,), analog=True)
-    T, steps, plans = plan_levels(gm, T, steps, exact)
+    T, steps, plans = plan_levels(gm, T, steps, exact, extra_steps)
     for p in plans:
         w, v0, clamp, max_code = p.params(rounding, left_shift)
         set_module(gm, p.name, CodeQuantizer(w[-1], v0, max_code, clamp))
     gm.recompile()
-    return QuantizedANN(gm, {"T": T, "steps": steps, "rounding": rounding, "left_shift": left_shift})
+    return QuantizedANN(gm, {"T": T, "steps": steps, "rounding": rounding, "left_shift": left_shift,
+                             "extra_steps": extra_steps})  # fmt: skip

@@ -3,7 +3,8 @@
 * ``convert(ann, method="if", calibration="cos", rho=4)``: QCFS → IF, each neuron a ``COSNeuron`` (offset-spike
   calibration, Hao, Ding, Bu, Huang & Yu 2023, arXiv:2302.10685): layer by layer, ρ pre-simulation steps, then the
   initial potential is shifted if the neuron fired too much (v(ρ) < 0) or too little (v(ρ) ≥ θ) and all T steps
-  are replayed. Latency ρ + T.
+  are replayed. Latency ρ + T. ``cos_shift="reference"`` (default) shifts a neuron that fired at every pre-run
+  step by 1001.001·θ as the authors' code does, ``"theta"`` by θ (snnconv's earlier rule).
 * ``convert(ann, method="if", calibration="srp", tau=4)``: each neuron an ``SRPNeuron`` (residual membrane
   potential, Hao, Bu, Ding, Huang & Yu, AAAI 2023, arXiv:2302.02091): τ steps in sync, mask = v(τ) > 1e-3·θ,
   reset, T masked steps. Latency τ + T.
@@ -36,7 +37,14 @@ from snnconv.convert.network import SpikingNetwork
 from snnconv.convert.trace import set_module
 from snnconv.errors import ConversionError
 from snnconv.evaluate import SweepResult, sweep
-from snnconv.layers.calibrated import BinaryIFNeuron, CalibratedIFNeuron, Calibration, COSNeuron, SRPNeuron
+from snnconv.layers.calibrated import (
+    BinaryIFNeuron,
+    CalibratedIFNeuron,
+    Calibration,
+    COSNeuron,
+    SRPNeuron,
+    check_cos_shift,
+)
 from snnconv.layers.neuron import IFNeuron
 from snnconv.simulate import Schedule, SimResult, simulate
 
@@ -59,26 +67,36 @@ PASS_THROUGH: tuple[type[nn.Module], ...] = (
 
 
 def calibrate(
-    snn: SpikingNetwork, calibration: Calibration, *, rho: int | None = None, tau: int | None = None
+    snn: SpikingNetwork,
+    calibration: Calibration,
+    *,
+    rho: int | None = None,
+    tau: int | None = None,
+    cos_shift: str | None = None,
 ) -> SpikingNetwork:
     """Pass (in place; returned): turn every plain ``IFNeuron`` of ``snn`` into a COS or SRP neuron.
 
-    ``rho`` belongs to ``"cos"`` (default 4), ``tau`` to ``"srp"`` (default 4); giving the other one raises.
-    ``"none"`` leaves the network as it is. ``snn.meta`` records the calibration and its steps.
+    ``rho`` (default 4) and ``cos_shift`` (default "reference") belong to ``"cos"``, ``tau`` to ``"srp"``
+    (default 4); giving them to another calibration raises. ``"none"`` leaves the network as it is. ``snn.meta``
+    records the calibration, its steps and (COS) its shift rule.
     """
     if calibration not in CALIBRATIONS:
         raise ConversionError(f"unknown calibration {calibration!r}; valid: {', '.join(CALIBRATIONS)}")
-    for name, value, owner in (("rho", rho, "cos"), ("tau", tau, "srp")):
+    for name, value, owner in (("rho", rho, "cos"), ("tau", tau, "srp"), ("cos_shift", cos_shift, "cos")):
         if value is not None and calibration != owner:
             raise ConversionError(f"{name}={value!r} is an option of calibration={owner!r}, not {calibration!r}")
+    for name, value in (("rho", rho), ("tau", tau)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ConversionError(f"{name} must be a positive integer, got {value!r}")
+    if cos_shift is not None:
+        check_cos_shift(cos_shift, "calibrate", ConversionError)
     snn.meta["calibration"] = calibration
     if calibration == "none":
         return snn
     if calibration == "cos":
         steps = DEFAULT_RHO if rho is None else rho
-        make = lambda n: COSNeuron(n.threshold, n.phi, rho=steps)  # noqa: E731
+        shift = "reference" if cos_shift is None else cos_shift
+        make = lambda n: COSNeuron(n.threshold, n.phi, rho=steps, shift=shift)  # noqa: E731
     else:
         steps = DEFAULT_TAU if tau is None else tau
         make = lambda n: SRPNeuron(n.threshold, n.phi, tau=steps)  # noqa: E731
@@ -86,15 +104,23 @@ def calibrate(
         raise ConversionError("calibrate: only plain IF networks can be calibrated")
     replace_activations(snn.graph, IFNeuron, make)
     snn.meta["rho" if calibration == "cos" else "tau"] = steps
+    if calibration == "cos":
+        snn.meta["cos_shift"] = shift
     return snn
 
 
 @register_method("cos")
 def convert_cos(
-    ann: nn.Module, *, rho: int = DEFAULT_RHO, fold_batchnorm: bool = True, binary_spikes: bool = False
+    ann: nn.Module,
+    *,
+    rho: int = DEFAULT_RHO,
+    fold_batchnorm: bool = True,
+    binary_spikes: bool = False,
+    cos_shift: str = "reference",
 ) -> SpikingNetwork:
-    """Alias: ``convert(ann, method="if", calibration="cos", rho=rho)`` (COS, Hao et al. 2023)."""
-    return convert_if(ann, calibration="cos", rho=rho, fold_batchnorm=fold_batchnorm, binary_spikes=binary_spikes)
+    """Alias: ``convert(ann, method="if", calibration="cos", rho=rho, cos_shift=...)`` (COS, Hao et al. 2023)."""
+    return convert_if(ann, calibration="cos", rho=rho, fold_batchnorm=fold_batchnorm, binary_spikes=binary_spikes,
+                      cos_shift=cos_shift)  # fmt: skip
 
 
 @register_method("srp")

@@ -7,8 +7,9 @@ tensor) and a pending real constant (bias not yet absorbed):
 * QAT conv/linear (BN folded exactly as the intrinsic QAT module does) → the same layer with integer weights
   w^Q = round(w/S_w) and no bias (unit S_w·S_x, constant b);
 * fake quantizer (scale S_y, zero point 0) → ``CalifNeuron`` with θ = S_y/(S_w·S_x), leak −b/(S_w·S_x·T), codes
-  in [0, q_max] after a ReLU (calcium gating) or [q_min, q_max] otherwise; it emits signed integer counts
-  (unit S_y), so the next integer-weight layer receives exactly its integer input;
+  in [0, q_max] after a ReLU (calcium gating) or [q_min, q_max] otherwise, at most ``max_spikes_per_step``
+  spikes per step (1: the seed's neuron; None: burst); it emits signed integer counts (unit S_y), so the next
+  integer-weight layer receives exactly its integer input;
 * average pooling → sum pooling (unit weights, unit ÷ p²), so its neuron has θ = p² (no leak, no gating at 0
   for a signed quantizer); adaptive pooling keeps the average (θ = 1, the same map);
 * residual additions rescale one branch to the other's unit; the output gets ``CalifReadout`` (unit, bias).
@@ -35,7 +36,7 @@ from snnconv.convert.check import FIX_MAXPOOL, MAXPOOL_FUNCTIONS, MAXPOOL_MODULE
 from snnconv.convert.methods import register_method
 from snnconv.convert.network import SpikingNetwork
 from snnconv.errors import ConversionError
-from snnconv.functional.calif import Rounding
+from snnconv.functional.calif import Rounding, check_max_spikes
 from snnconv.layers.calif import CalifNeuron, CalifReadout
 from snnconv.qat import freeze
 
@@ -122,8 +123,10 @@ def _integer_layer(mod: nn.Module, wq: Tensor) -> nn.Module:
 
 
 class _Exporter:
-    def __init__(self, gm: fx.GraphModule, coding: Coding, order: Order, alpha: float, seed: int, rounding: str):
+    def __init__(self, gm: fx.GraphModule, coding: Coding, order: Order, alpha: float, seed: int, rounding: str,
+                 max_spikes: int | None = 1):  # fmt: skip
         self.gm = gm
+        self.max_spikes = max_spikes
         self.graph, self.root = fx.Graph(), nn.Module()
         self.env: dict[fx.Node, _Val] = {}
         self.enc = {"coding": coding, "order": order, "alpha": alpha, "seed": seed}
@@ -203,7 +206,8 @@ class _Exporter:
         unit = v.unit
         bias = v.const / unit if v.const is not None else torch.zeros(())
         lo = max(0.0, qmin) if v.relu else qmin
-        neuron = CalifNeuron(scale / unit, bias, lo=lo, hi=qmax, rounding=self.rounding)
+        neuron = CalifNeuron(scale / unit, bias, lo=lo, hi=qmax, rounding=self.rounding,
+                             max_spikes_per_step=self.max_spikes)  # fmt: skip
         out = self.add(f"calif_{node.target}", neuron, v.node)
         self.neurons.append(out.target)
         return _Val(out, torch.tensor(scale))
@@ -288,14 +292,19 @@ def convert_calif(
     alpha: float = 1.0,
     seed: int = 0,
     rounding: Rounding = "half_even",
+    max_spikes_per_step: int | None = 1,
 ) -> SpikingNetwork:
     """QAT model → Ca-LIF SNN (seed 003 / SPEC §5); simulate with ``simulate(snn, x, T)`` (layer schedule).
 
-    The leak λ = −b/(S_w·S_x·T) uses the simulated T; the final logits ``simulate(...).logits[-1]`` equal the
-    QAT model's output for ``input_coding="codes"`` (the exact input codes, spread over the steps by ``order``)
-    up to float rounding at exact half-way points. ``"isi"``/``"rate"``/``"direct"`` encode x ∈ [0, 1] instead
-    (approximate). ``T`` (>= the largest input code for one spike per step) is recorded in ``meta``.
+    ``max_spikes_per_step=1`` (default): the seed's neuron, one spike per step (§3.2, Fig. 3), so a neuron sends
+    at most T + 1 spikes and accuracy rises with T (seed 003 Table 3). ``None``: the burst neuron (one spike per
+    threshold crossed), whose final logits ``simulate(...).logits[-1]`` equal the QAT model's output for
+    ``input_coding="codes"`` (the exact input codes, spread over the steps by ``order``) at every T, up to float
+    rounding at exact half-way points. The leak λ = −b/(S_w·S_x·T) uses the simulated T. ``"isi"``/``"rate"``/
+    ``"direct"`` encode x ∈ [0, 1] instead (approximate). ``T`` (>= the largest input code for one input spike
+    per step) and the neuron's options are recorded in ``meta``.
     """
+    check_max_spikes(max_spikes_per_step, "calif", ConversionError)
     if not isinstance(qat_model, fx.GraphModule):
         raise ConversionError("calif: expected a QAT GraphModule; prepare the model with snnconv.qat.prepare_qat")
     if not isinstance(T, int) or isinstance(T, bool) or T < 1:
@@ -310,9 +319,10 @@ def convert_calif(
                                   "conv/linear/ReLU/pooling networks (seed 003); convert transformers with "
                                   "method='if' or 'bitserial'")  # fmt: skip
     gm = freeze(copy.deepcopy(qat_model))
-    exporter = _Exporter(gm, input_coding, order, alpha, seed, rounding)
+    exporter = _Exporter(gm, input_coding, order, alpha, seed, rounding, max_spikes_per_step)
     with torch.no_grad():
         graph = exporter.run()
     meta = {"method": "calif", "T": T, "input_coding": input_coding, "order": order, "rounding": rounding,
-            "neurons": len(exporter.neurons), "max_input_code": exporter.max_input_code}  # fmt: skip
+            "max_spikes_per_step": max_spikes_per_step, "neurons": len(exporter.neurons),
+            "max_input_code": exporter.max_input_code}  # fmt: skip
     return SpikingNetwork(graph, meta)

@@ -62,10 +62,12 @@ def convert_if(
     tau: int | None = None,
     fold_batchnorm: bool = True,
     binary_spikes: bool = False,
+    cos_shift: str | None = None,
 ) -> SpikingNetwork:
     """QCFS → integrate-and-fire (seed 004): θ = λ (softplus(λ) if reparameterized), v(0) = φθ.
 
-    ``calibration``: ``"none"``; ``"cos"`` (offset-spike calibration on ``rho`` pre-simulation steps, default 4)
+    ``calibration``: ``"none"``; ``"cos"`` (offset-spike calibration on ``rho`` pre-simulation steps, default 4;
+    ``cos_shift`` "reference" (default, the authors' code) or "theta" for a neuron that fired at every step)
     or ``"srp"`` (residual-potential masking after ``tau`` pre-run steps, default 4), seed 002 / issue 5; rules in
     ``snnconv.layers.calibrated``, running them in ``snnconv.convert.calibration.calibrated_sweep``.
     ``binary_spikes``: neurons emit 0/1 and θ is folded into the next conv/linear weights (hardware form).
@@ -87,7 +89,8 @@ def convert_if(
             "calibration and binary_spikes are not supported for networks with Analog stages (transformers); "
             "convert with calibration='none', binary_spikes=False"
         )
-    snn = calibrate(SpikingNetwork(gm, {"method": "if", "levels": sorted(levels)}), calibration, rho=rho, tau=tau)
+    snn = calibrate(SpikingNetwork(gm, {"method": "if", "levels": sorted(levels)}), calibration, rho=rho, tau=tau,
+                    cos_shift=cos_shift)  # fmt: skip
     return fold_thresholds(snn) if binary_spikes else snn
 
 

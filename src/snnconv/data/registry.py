@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from torch.utils.data import Dataset
 
+from snnconv.data.caltech import CALTECH_SIZE, load_caltech101
 from snnconv.data.digits import load_digits
 from snnconv.data.fashion_mnist import load_fashion_mnist
 from snnconv.data.folders import load_image_folder
@@ -138,6 +139,27 @@ for _info, _loader in (
             recipe="imagenet", autoaugment_policy="IMAGENET", description="ImageNet ImageFolder tree",
         ),
         load_image_folder,
+    ),
+    (
+        DatasetInfo(
+            "caltech101", 101, 3, CALTECH_SIZE, *_IMNET, None, None, in_memory=False, crop_padding=16, hflip=True,
+            description="Caltech-101 folders (root/caltech101/101_ObjectCategories), RGB 128x128, seed 003",
+        ),
+        load_caltech101,
+    ),
+    (
+        DatasetInfo(
+            "caltech101-dog", 101, 3, CALTECH_SIZE, (0.5,) * 3, (0.1,) * 3, None, None, in_memory=False,
+            crop_padding=16, hflip=True, description="Caltech-101, DoG on each RGB channel (seed 003 Table 1)",
+        ),
+        load_caltech101,
+    ),
+    (
+        DatasetInfo(
+            "caltech101-grey-dog", 101, 1, CALTECH_SIZE, (0.5,), (0.1,), None, None, in_memory=False,
+            crop_padding=16, hflip=True, description="Caltech-101, grey-scale then DoG (one channel)",
+        ),
+        load_caltech101,
     ),
 ):  # fmt: skip
     register_dataset(_info, _loader)

@@ -13,13 +13,22 @@ Neuron (accumulate, then fire): ``u = min(v0 + Σ_t I(t), clamp)``, then for t =
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor
 
 from snnconv.errors import SnnconvError
 from snnconv.functional.if_neuron import empty_steps, fire_into, step_format
 
+ExtraSteps = Literal["refine", "pad"]
+#: what time steps beyond the exact bits do (SPEC §3): "refine" keeps firing θ·2^-t below Δ, MSB first (seed 001
+#: Tables 1-2: the SNN approaches the un-quantized clipped activation); "pad" adds silent leading steps (SNN == QANN)
+EXTRA_STEPS: tuple[str, ...] = ("refine", "pad")
+
 __all__ = [
+    "EXTRA_STEPS",
+    "ExtraSteps",
     "bit_planes",
     "bit_step_values",
     "bitserial_fire",

@@ -13,8 +13,10 @@ reset by subtraction) and the ``SpikingNeuron`` API, so the ordinary engine (``s
       2. if the residual potential v(ρ) < 0 and the neuron fired, it fired too much: restart from
          v0 = θ/2 - θ·max(1, m_s/θ - 0.999), m_s = the lowest pre-reset potential m(t) at a firing step;
       3. if v(ρ) ≥ θ it fired too little: restart from v0 = θ/2 + θ·max(1, 1.001 - m_n/θ), m_n = the highest
-         potential at a non-firing step (if it fired at every step m_n does not exist and the shift is θ,
-         the floor of the max);
+         potential at a non-firing step. If it fired at every step m_n does not exist: ``shift="reference"``
+         (default) does what the authors' code does (hzc1208/ANN2SNN_COS, ``MPLayer``: a silent step's potential
+         defaults to -1000θ), v0 = θ/2 + 1001.001·θ, so the neuron keeps firing at every replayed step;
+         ``shift="theta"`` (snnconv's earlier rule) shifts by θ, the floor of the max;
       4. otherwise v0 = θ/2;
       5. replay all T steps from t = 1 starting at v0 and pass only those T outputs on.
 
@@ -50,8 +52,8 @@ from snnconv.functional.if_neuron import IFState, if_scan, if_scan_values
 from snnconv.layers.neuron import IFNeuron, SpikingNeuron
 
 __all__ = [
-    "BinaryIFNeuron", "COSNeuron", "Calibration", "CalibratedIFNeuron", "SRPNeuron", "SRPState", "SRP_MARGIN",
-    "cos_initial_potential", "srp_mask",
+    "BinaryIFNeuron", "COSNeuron", "COS_REFERENCE_SHIFT", "COS_SHIFTS", "Calibration", "CalibratedIFNeuron",
+    "CosShift", "SRPNeuron", "SRPState", "SRP_MARGIN", "check_cos_shift", "cos_initial_potential", "srp_mask",
 ]  # fmt: skip
 
 #: the calibration of ``convert(ann, method="if", calibration=...)``
@@ -60,13 +62,29 @@ Calibration = Literal["none", "cos", "srp"]
 #: SRP keeps a neuron iff v(τ) > SRP_MARGIN·θ
 SRP_MARGIN = 1e-3
 
+CosShift = Literal["reference", "theta"]
+#: COS's up-shift for a neuron that fired at every pre-run step and still holds v(ρ) >= θ: "reference" (the authors'
+#: code, COS_REFERENCE_SHIFT·θ) or "theta" (θ, snnconv's earlier rule)
+COS_SHIFTS: tuple[str, ...] = ("reference", "theta")
+#: 1.001 - (-1000): the authors' code takes the highest silent-step potential as -1000θ when there is none
+COS_REFERENCE_SHIFT = 1001.001
 
-def cos_initial_potential(currents: Tensor, v: Tensor, threshold: Tensor) -> Tensor:
+
+def check_cos_shift(shift: str, where: str = "COS", error: type[SnnconvError] = SnnconvError) -> str:
+    """``shift`` if it is one of ``COS_SHIFTS``, else ``error`` naming the argument and the allowed values."""
+    if shift not in COS_SHIFTS:
+        raise error(f"{where}: cos_shift must be one of {', '.join(COS_SHIFTS)}, got {shift!r}")
+    return shift
+
+
+def cos_initial_potential(currents: Tensor, v: Tensor, threshold: Tensor, shift: CosShift = "reference") -> Tensor:
     """COS's restart potential v0 after pre-simulating the [ρ, B, ...] ``currents`` from potential ``v`` (= θ/2).
 
     Per neuron: v0 = v - θ·max(1, m_s/θ - 0.999) if v(ρ) < 0 and it fired; v0 = v + θ·max(1, 1.001 - m_n/θ) if
-    v(ρ) ≥ θ (shift θ when no step was silent); else v0 = v. ``threshold`` broadcasts over one step's shape.
+    v(ρ) ≥ θ, where a neuron with no silent step shifts by 1001.001·θ (``shift="reference"``, the authors' code)
+    or θ (``"theta"``); else v0 = v. ``threshold`` broadcasts over one step's shape.
     """
+    saturated = COS_REFERENCE_SHIFT if check_cos_shift(shift, "cos_initial_potential") == "reference" else 1.0
     pot = v.clone()
     inf = torch.tensor(torch.inf, dtype=v.dtype, device=v.device)
     low_fire = torch.full_like(v, torch.inf)  # m_s: lowest pre-reset potential at a firing step
@@ -83,7 +101,7 @@ def cos_initial_potential(currents: Tensor, v: Tensor, threshold: Tensor) -> Ten
     down = torch.where(too_much, torch.maximum(one, low_fire / threshold - 0.999), 0.0)
     up = torch.where(
         too_little,
-        torch.where(torch.isfinite(high_silent), torch.maximum(one, 1.001 - high_silent / threshold), 1.0),
+        torch.where(torch.isfinite(high_silent), torch.maximum(one, 1.001 - high_silent / threshold), saturated),
         0.0,
     )
     return v + (up - down) * threshold
@@ -140,12 +158,17 @@ class COSNeuron(CalibratedIFNeuron):
     steps_name = "rho"
     causal = False
 
-    def __init__(self, threshold: Tensor | float, phi: float = 0.5, *, rho: int = 4, binary: bool = False) -> None:
+    def __init__(self, threshold: Tensor | float, phi: float = 0.5, *, rho: int = 4, binary: bool = False,
+                 shift: CosShift = "reference") -> None:  # fmt: skip
         super().__init__(threshold, phi, steps=rho, binary=binary)
+        self.shift = check_cos_shift(shift, "COSNeuron")
 
     @property
     def rho(self) -> int:
         return self.steps
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, shift={self.shift}"
 
     def start(self, currents: Tensor, state: IFState) -> IFState:
         """The replay's initial state: ``cos_initial_potential`` of the first ρ currents of [T, B, ...]."""
@@ -155,7 +178,7 @@ class COSNeuron(CalibratedIFNeuron):
                 f"least {self.steps} steps and keep the first T (snnconv.convert.calibration.simulate_calibrated)"
             )
         theta = self._theta(currents.dim() - 1)
-        return IFState(v=cos_initial_potential(currents[: self.steps], state.v, theta))
+        return IFState(v=cos_initial_potential(currents[: self.steps], state.v, theta, self.shift))
 
     def scan(self, currents: Tensor, state: IFState) -> tuple[Tensor, IFState]:
         return if_scan(currents, self.start(currents, state), self._theta(currents.dim() - 1))

@@ -2,8 +2,10 @@
 
 ``CalifNeuron`` is accumulate-then-round (``causal = False``): the engine passes it the whole [T, B, ...]
 current sequence; it returns the signed spike count of every step, with the rounding spike folded into the
-last step, so the next (integer-weight) layer receives exactly its integer input and, after the last step,
-the signed totals equal the QANN codes. Its ``output`` is the identity: the scales are folded into θ.
+last step, so the next (integer-weight) layer receives exactly its integer input. With
+``max_spikes_per_step=1`` (default, the seed's neuron) each step carries at most one spike per neuron; with
+``None`` (burst) the signed totals equal the QANN codes after the last step. Its ``output`` is the identity:
+the scales are folded into θ.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 from torch import Tensor
 
 from snnconv.errors import SnnconvError, count_not_positive
-from snnconv.functional.calif import ROUNDINGS, Rounding, calif_scan
+from snnconv.functional.calif import ROUNDINGS, Rounding, calif_scan, check_max_spikes
 from snnconv.layers.channels import channel_view
 from snnconv.layers.neuron import SpikingNeuron
 from snnconv.layers.temporal import TimeAware
@@ -30,6 +32,7 @@ def _param(value: Tensor | float, name: str) -> Tensor:
 class CalifNeuron(SpikingNeuron):
     """Ca-LIF: θ = S_y/(S_w·S_x), leak λ = −bias/T, codes clamped to [lo, hi] (lo = 0: calcium gating).
 
+    ``max_spikes_per_step``: 1 (seed 003 §3.2: one spike per step, the residual carried over) or None (burst).
     Average pooling is ``CalifNeuron(p*p, lo=-inf)`` after a sum pool (no leak, unit weights, no gating).
     """
 
@@ -42,6 +45,7 @@ class CalifNeuron(SpikingNeuron):
         lo: float = 0.0,
         hi: float = math.inf,
         rounding: Rounding = "half_even",
+        max_spikes_per_step: int | None = 1,
     ) -> None:
         super().__init__()
         threshold = _param(threshold, "threshold")
@@ -54,6 +58,7 @@ class CalifNeuron(SpikingNeuron):
         self.register_buffer("threshold", threshold)
         self.register_buffer("bias", _param(bias, "bias"))
         self.lo, self.hi, self.rounding = float(lo), float(hi), rounding
+        self.max_spikes_per_step = check_max_spikes(max_spikes_per_step, "CalifNeuron")
 
     def leak(self, T: int) -> Tensor:
         """λ_leak = −b/(S_w·S_x·T) per step (SPEC §5)."""
@@ -65,7 +70,8 @@ class CalifNeuron(SpikingNeuron):
     def scan(self, currents: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         nd = currents.dim() - 1
         th, b = channel_view(self.threshold, nd), channel_view(self.bias, nd)
-        return calif_scan(currents, th, b, self.lo, self.hi, self.rounding, state)
+        return calif_scan(currents, th, b, self.lo, self.hi, self.rounding, state,
+                          max_spikes_per_step=self.max_spikes_per_step)  # fmt: skip
 
     def step(self, current: Tensor, state: tuple[Tensor, Tensor], t: int) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         raise NotImplementedError("CalifNeuron rounds after all T steps; simulate with schedule='layer'")
@@ -75,12 +81,13 @@ class CalifNeuron(SpikingNeuron):
 
     def count(self, values: Tensor) -> Tensor:
         """Signed counts per step: a step may carry several spikes of either sign; count them all."""
-        return values.abs().reshape(values.shape[0], -1).sum(1)
+        return torch.linalg.vector_norm(values, ord=1, dim=tuple(range(1, values.dim())))  # Σ|n|, no copies
 
     def extra_repr(self) -> str:
         th = self.threshold
         desc = f"threshold={float(th):.4g}" if th.dim() == 0 else f"channels={th.numel()}"
-        return f"{desc}, lo={self.lo}, hi={self.hi}, rounding={self.rounding}"
+        return (f"{desc}, lo={self.lo}, hi={self.hi}, rounding={self.rounding}, "
+                f"max_spikes_per_step={self.max_spikes_per_step}")  # fmt: skip
 
 
 class CalifReadout(TimeAware):

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Seed 001 Tables 1-2 shape: bit-serial SNNs fired for more steps than their exact bits (T = exact, +2, +4), with
+# the extra steps refining below the LSB ("refine", the seed's reading, SPEC §3) or silent ("pad": SNN == QANN).
+# Trains (or resumes) the small_cnn runs of run.sh (QCFS L = 2^T - 1, T = 2, 3, 4); MODELS as in run.sh.
+# First SUBSET (default 2000) test images. SNNCONV overrides the command (default .venv/bin/snnconv).
+# Then: python results/bitserial/table.py
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+S=${SNNCONV:-.venv/bin/snnconv}
+OUT=results/bitserial
+train() {  # train, or finish a run a previous call left part-way (a finished run is a no-op)
+  local out=$1; shift
+  if [ -f $out/last.pt ]; then $S train "$@" --out $out --resume; else $S train "$@" --out $out; fi
+}
+COMMON="--dataset fashion-mnist --epochs 3 --subset 20000 --optimizer adam --lr 0.002 --weight-decay 0 --threshold-init 4 --batch-size 128"
+for name in ${MODELS:-small_cnn}; do
+  M=$name; [ $name = vgg16 ] && M="vgg16 --width 0.25"
+  for T in 2 3 4; do
+    L=$(( (1 << T) - 1 ))
+    run=runs/bitserial/${name}_L${L}
+    train $run --model $M $COMMON --levels $L
+    for rule in refine pad; do
+      $S evaluate $run --method bitserial --T $T,$((T + 2)),$((T + 4)) --extra-steps $rule --subset ${SUBSET:-2000} \
+        --json $OUT/${name}_L${L}_extra_${rule}.json | tee $OUT/${name}_L${L}_extra_${rule}.txt
+    done
+  done
+done
