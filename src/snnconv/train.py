@@ -206,14 +206,22 @@ class Warmup:
     """
 
     def __init__(self, epochs: float, loader: Any) -> None:
-        self.steps = 0
-        if epochs > 0:
-            try:
-                per_epoch = len(loader)
-            except TypeError:
-                raise SnnconvError("warmup_epochs > 0 needs a train loader with len(); pass warmup_epochs=0 or a "
-                                   "sized loader") from None  # fmt: skip
-            self.steps, self.per_epoch = math.ceil(epochs * per_epoch), per_epoch
+        self.epochs, self.steps, self.per_epoch = epochs, 0, None
+        if epochs > 0 and not callable(loader):  # a callable loader gives its batches epoch by epoch: see ``bind``
+            self._size(loader)
+
+    def _size(self, batches: Any) -> None:
+        try:
+            per_epoch = len(batches)
+        except TypeError:
+            raise SnnconvError("warmup_epochs > 0 needs a train loader with len(); pass warmup_epochs=0 or a "
+                               "sized loader") from None  # fmt: skip
+        self.steps, self.per_epoch = math.ceil(self.epochs * per_epoch), per_epoch
+
+    def bind(self, batches: Any) -> None:
+        """Take the number of steps per epoch from an epoch's batches, if the loader did not give it up front."""
+        if self.epochs > 0 and self.per_epoch is None:
+            self._size(batches)
 
     @contextlib.contextmanager
     def scaled(self, optimizer: torch.optim.Optimizer, epoch: int, step: int):
@@ -392,8 +400,10 @@ def fit(
             t0, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
             net.train()
             loss_sum, correct, seen = 0.0, torch.zeros((), dtype=torch.long, device=device), 0
+            batches = _epoch_loader(train_loader, config.seed, epoch, rank)
+            warmup.bind(batches)
             bar = tqdm(
-                _epoch_loader(train_loader, config.seed, epoch, rank),
+                batches,
                 desc=f"epoch {epoch + 1}/{config.epochs}",
                 disable=None if main else True,
                 leave=False,
