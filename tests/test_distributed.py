@@ -147,8 +147,9 @@ def test_ddp_trains_like_one_process_with_the_global_batch(tmp_path, monkeypatch
     ddp = launch(tmp_path / "ddp", tmp_path / "ddp" / "run", no_batchnorm=True)["weights"][0]
     build = snnconv.runs.build_model
     monkeypatch.setattr(snnconv.runs, "build_model", lambda config: without_batchnorm(build(config)))
+    # warm-up 1 epoch: the CLI default the torchrun workers get
     config = TrainConfig(model="mlp", dataset="digits", epochs=2, batch_size=32, lr=0.05, subset=1024, augment=False,
-                         device="cpu", out=str(tmp_path / "single"), warmup_epochs=1.0)  # fmt: skip  (the CLI's default)
+                         device="cpu", out=str(tmp_path / "single"), warmup_epochs=1.0)  # fmt: skip
     train_run(config)
     single = load_checkpoint(tmp_path / "single" / "last.pt", kind=KIND_TRAIN)["model"]
     assert single.keys() == ddp.keys()
