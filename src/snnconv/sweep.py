@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from snnconv.checkpoint import atomic_write
+from snnconv import jsonio
 from snnconv.errors import SnnconvError
 from snnconv.train import _RUNTIME_KEYS, TrainConfig
 
@@ -43,7 +43,7 @@ def cell_name(levels: int, wq: float) -> str:
 
 
 def _write_json(path: Path, data: object) -> None:
-    atomic_write(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
+    jsonio.write(path, data)
 
 
 def _comparable(spec: dict) -> dict:

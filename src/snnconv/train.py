@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from snnconv import distributed
+from snnconv import distributed, jsonio
 from snnconv.checkpoint import (
     KIND_MODEL,
     KIND_TRAIN,
@@ -43,8 +43,10 @@ from snnconv.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from snnconv.device import resolve_device
 from snnconv.errors import CheckpointError, SnnconvError, TrainingDiverged
 from snnconv.layers.act import ACT_KINDS
+from snnconv.limits import check_train_bounds
 from snnconv.metrics_log import LOG_KINDS, RunLog
 
 ACTS = ACT_KINDS
@@ -88,25 +90,30 @@ class TrainConfig:
             raise SnnconvError(f"TrainConfig: act must be one of {ACTS}, got {self.act!r}")
         if self.optimizer not in OPTIMIZERS:
             raise SnnconvError(f"TrainConfig: optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        for name in ("levels", "epochs", "batch_size"):
+        for name in ("epochs", "batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise SnnconvError(f"TrainConfig: {name} must be a positive integer, got {getattr(self, name)!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise SnnconvError(f"TrainConfig: seed must be a non-negative integer, got {self.seed!r}")
-        if not self.lr > 0:
-            raise SnnconvError(f"TrainConfig: lr must be > 0, got {self.lr!r}")
+        if not self.lr > 0 or not math.isfinite(self.lr):  # `not >` also catches NaN
+            raise SnnconvError(f"TrainConfig: lr must be > 0 and finite, got {self.lr!r}")
         if self.log not in LOG_KINDS:
             raise SnnconvError(f"TrainConfig: log must be one of {LOG_KINDS}, got {self.log!r}")
+        check_train_bounds(self)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        if not isinstance(d, dict):
+            raise SnnconvError(f"TrainConfig: expected a dict of settings, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise SnnconvError(f"TrainConfig: unknown keys {unknown}; known keys: {sorted(known)}")
+        missing = sorted(f.name for f in dataclasses.fields(cls) if f.name not in d
+                         and f.default is dataclasses.MISSING)  # fmt: skip
+        if missing:
+            raise SnnconvError(f"TrainConfig: missing keys {missing}")
         return cls(**d)
 
 
@@ -123,10 +130,6 @@ def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(int(state[0]) << 32 | int(state[1]))
     return g
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -282,7 +285,7 @@ def fit(
         if main:
             metrics_path.unlink(missing_ok=True)
     if main:
-        _write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
+        _write_text(out / "config.json", jsonio.dumps(cfg, clean=False, indent=2) + "\n")
         runlog.start(history, model, resume=resume)
     net = model
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())

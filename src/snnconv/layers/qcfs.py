@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from snnconv.errors import SnnconvError
 from snnconv.functional.qcfs import qcfs
 from snnconv.layers.channels import channel_view
+from snnconv.limits import MAX_LEVELS
 
 Positive = Literal["none", "softplus"]
 
@@ -44,6 +45,8 @@ class QCFS(nn.Module):
         super().__init__()
         if not isinstance(levels, int) or levels < 1:
             raise SnnconvError(f"QCFS: levels must be a positive integer, got {levels!r}")
+        if levels > MAX_LEVELS:
+            raise SnnconvError(f"QCFS: levels must be at most {MAX_LEVELS}, got {levels}")
         if positive not in ("none", "softplus"):
             raise SnnconvError(f"QCFS: positive must be 'none' or 'softplus', got {positive!r}")
         if not (math.isfinite(float(threshold)) and threshold > 0):
