@@ -165,10 +165,12 @@ def _detail(e: BaseException) -> str:
 
 
 def _corrupted(path: Path, e: BaseException) -> CheckpointError:
-    return CheckpointError(
-        f"checkpoint {path} is corrupted or truncated ({type(e).__name__}: {_detail(e)}); "
-        "delete it or resume from an earlier one"
+    detail = f"{type(e).__name__}: {_detail(e)}"
+    err = CheckpointError(
+        f"checkpoint {path} is corrupted or truncated ({detail}); delete it or resume from an earlier one"
     )
+    err.detail = detail  # for callers that give their own advice (resume)
+    return err
 
 
 def load_model_state(

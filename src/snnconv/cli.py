@@ -55,12 +55,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         from snnconv.twostage import two_stage
 
         out = two_stage(_config(args), args.finetune_epochs, root=args.data_root, channelwise=not args.no_channel,
-                        softplus=not args.no_softplus)  # fmt: skip
+                        softplus=not args.no_softplus, overwrite=args.overwrite)  # fmt: skip
         final = out["stage2"] or out["stage1"]
         if distributed.is_main():
             print(f"best test accuracy {100 * final['best_acc']:.2f}% -> {out['out']} (evaluate that directory)")
         return 0
-    result = train_run(_config(args), resume=args.resume, root=args.data_root)
+    result = train_run(_config(args), resume=args.resume, root=args.data_root, overwrite=args.overwrite)
     if distributed.is_main():  # under torchrun: one final line, from rank 0
         print(
             f"best test accuracy {100 * result['best_acc']:.2f}% (epoch {result['best_epoch']}) -> {result['out_dir']}"
@@ -180,7 +180,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     resume = (out / "last.pt").is_file()
     if resume:
         print(f"      resuming {out}/last.pt")
-    train_run(config, resume=resume)
+    train_run(config, resume=resume, overwrite=args.overwrite)
     from snnconv.runs import evaluate_run
 
     print(f"[2/2] converting to an IF-neuron SNN and simulating T = 1..{max(args.T)} ...")
@@ -246,6 +246,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     if distributed.requested():
         raise SnnconvError("sweep runs its cells in one process; launch it without torchrun (or one cell per job)")
+    if args.overwrite:
+        raise SnnconvError("sweep --overwrite: a sweep resumes its own cells; give a new --out to start another one")
     from snnconv.sweep import SweepSpec, run_sweep, tables
 
     base = {k: v for k, v in _config(args).to_dict().items() if k not in ("levels", "qcfs_reg", "out")}
@@ -349,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", type=positive_int, default=None, help="train on the first N images only")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--T", type=T_list, default=T_list("1,2,4,8,16,32"))
+    p.add_argument("--overwrite", action="store_true", help="OUT holds other files: move them aside, train anew")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("analyze", help="error decomposition, spike rates and energy at one T")

@@ -102,6 +102,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="dataset folder (default: standard locations)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run in a non-empty OUT (its entries are moved to OUT/replaced-<time>/)",
+    )
     p.add_argument("--two-stage", action="store_true", help="CS-QCFS Algorithm 1: layer-wise, then channel-wise")
     p.add_argument("--finetune-epochs", type=int, default=0, help="stage-2 epochs at lr/10 (0: stage 1 only)")
     p.add_argument("--no-channel", action="store_true", help="two-stage ablation: layer-wise softplus thresholds")

@@ -22,6 +22,7 @@ from snnconv.functional.regularizer import QCFSRegularizer
 from snnconv.functional.sparsity import BitSparsity
 from snnconv.layers.act import make_act
 from snnconv.models import create
+from snnconv.rundir import claim_run_dir
 from snnconv.train import TrainConfig, fit, resolve_device, seed_everything
 
 QAT_FILE = "qat.json"  # marks a QAT run directory (snnconv.qat_runs writes it)
@@ -48,14 +49,20 @@ def test_loader(config: TrainConfig, *, batch_size: int = 256, subset: int | Non
 
 
 def train_run(config: TrainConfig, *, resume: bool = False, root: str | os.PathLike | None = None,
-              extra_loss=None) -> dict:  # fmt: skip
+              extra_loss=None, overwrite: bool = False) -> dict:  # fmt: skip
     """Train the configured model on the configured dataset into ``config.out`` (resumable).
 
     ``fit`` re-seeds the train loader's sampler every epoch from (seed, epoch), so resumed runs see the same data.
     Under ``torchrun`` each rank loads its shard of the train and test sets (``config.batch_size`` is the global
-    batch; see :mod:`snnconv.distributed`).
+    batch; see :mod:`snnconv.distributed`). The run directory is checked and locked before any work
+    (``snnconv.rundir``; ``overwrite=True`` moves another run's files aside).
     """
     distributed.init(resolve_device(config.device))
+    with claim_run_dir(config.out, config.to_dict(), resume=resume, overwrite=overwrite):
+        return _train_run(config, resume, root, extra_loss)
+
+
+def _train_run(config: TrainConfig, resume: bool, root: str | os.PathLike | None, extra_loss) -> dict:
     shard = distributed.shard_kwargs(config.batch_size)
     seed_everything(config.seed)
     model = build_model(config)

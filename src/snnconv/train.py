@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import random
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -48,10 +48,12 @@ from snnconv.errors import CheckpointError, SnnconvError, TrainingDiverged
 from snnconv.layers.act import ACT_KINDS
 from snnconv.limits import check_train_bounds
 from snnconv.metrics_log import LOG_KINDS, RunLog
+from snnconv.resume import check_best, load_last, restore_history
+from snnconv.rundir import RUNTIME_KEYS, claim_run_dir
 
 ACTS = ACT_KINDS
 OPTIMIZERS = ("sgd", "adam")
-_RUNTIME_KEYS = frozenset({"out", "device", "num_workers", "amp", "log"})  # may change between resumes
+_RUNTIME_KEYS = RUNTIME_KEYS  # may change between resumes
 
 
 @dataclass
@@ -219,6 +221,7 @@ def fit(
     resume: bool = False,
     extra_loss: Callable[[nn.Module, Tensor, Tensor], Tensor] | None = None,
     callbacks: Sequence[Callable[[dict], bool | None]] = (),
+    overwrite: bool = False,
 ) -> dict:
     """Train ``model`` for ``config.epochs`` epochs; write last.pt, best.pt, metrics.jsonl, metrics.csv to ``out_dir``.
 
@@ -232,10 +235,27 @@ def fit(
     (``make_loader(..., rank=, world_size=)`` or a ``DistributedSampler``; a callable must shard itself and yield
     the same number of batches on every rank); the model is wrapped in ``DistributedDataParallel``, metrics are
     summed over ranks, callbacks run on every rank (a stop on any rank stops all) and only rank 0 writes files.
+
+    The run directory is held exclusively while ``fit`` runs and a fresh run refuses one holding other files unless
+    ``overwrite=True``, which moves them aside first (:func:`snnconv.rundir.open_run_dir`).
     """
     device = distributed.init(resolve_device(config.device))  # joins the torchrun process group, if any
-    out = Path(out_dir if out_dir is not None else config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = out_dir if out_dir is not None else config.out
+    with claim_run_dir(out, config.to_dict(), resume=resume, overwrite=overwrite):
+        return _fit(model, train_loader, test_loader, config, Path(out), device, resume, extra_loss, callbacks)
+
+
+def _fit(
+    model: nn.Module,
+    train_loader: Any,
+    test_loader: Iterable,
+    config: TrainConfig,
+    out: Path,
+    device: torch.device,
+    resume: bool,
+    extra_loss: Callable[[nn.Module, Tensor, Tensor], Tensor] | None,
+    callbacks: Sequence[Callable[[dict], bool | None]],
+) -> dict:
     last, best, metrics_path = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
     rank, world = distributed.rank(), distributed.world_size()
     main = rank == 0
@@ -245,42 +265,25 @@ def fit(
     scheduler = make_scheduler(optimizer, config)
     start, best_acc, best_epoch, history = 0, -1.0, 0, []
     runlog = RunLog(out, config.log) if main else None
+    run_id = uuid.uuid4().hex  # os.urandom: the seeded generators are not touched
     if resume:
-        if not last.is_file():
-            raise CheckpointError(f"cannot resume: {last} does not exist; run without resume to start fresh")
-        ckpt = load_checkpoint(last, kind=KIND_TRAIN)
-        diff = [
-            f"{k}: {ckpt['config'].get(k)!r} -> {cfg.get(k)!r}"
-            for k in sorted(set(cfg) | set(ckpt["config"]))
-            if k not in _RUNTIME_KEYS and ckpt["config"].get(k) != cfg.get(k)
-        ]
-        if diff:
-            raise CheckpointError(
-                f"cannot resume {last}: the config differs ({'; '.join(diff)}); "
-                "resume with the same settings or start a new run directory"
-            )
+        ckpt = load_last(out, cfg)
+        check_best(out, ckpt)
         restore_training_state(ckpt, model, optimizer, scheduler, source=str(last))
         start, best_acc, best_epoch = ckpt["epoch"], ckpt["best_acc"], ckpt["best_epoch"]
+        run_id = ckpt.get("run_id") or run_id
         if rank > 0:  # each rank continues its own RNG streams (a fresh one if the world size changed)
             ranks = ckpt.get("rng_ranks") or []
             if len(ranks) == world:
                 set_rng_state(ranks[rank])
             else:
                 seed_everything(distributed.rank_seed(config.seed, rank, start))
-        if metrics_path.exists():  # drop lines of epochs that never reached last.pt
-            lines = [json.loads(s) for s in metrics_path.read_text().splitlines() if s.strip()]
-            history = [m for m in lines if m["epoch"] <= start]
-        if ckpt.get("metrics") and (not history or history[-1]["epoch"] < start):
-            history.append(ckpt["metrics"])  # crash between last.pt and the metrics line
+        history = restore_history(out, ckpt)
         if main:
-            _write_text(metrics_path, "".join(json.dumps(m) + "\n" for m in history))
+            _write_metrics(metrics_path, history)
             if best_epoch == start and best_epoch > 0 and _saved_epoch(best) != best_epoch:
                 save_checkpoint(best, _model_payload(ckpt), kind=KIND_MODEL)  # crash between last.pt and best.pt
     else:
-        if last.exists():
-            raise CheckpointError(
-                f"{out} already holds a run ({last}); resume it (--resume / resume=True) or choose another out dir"
-            )
         seed_everything(config.seed if rank == 0 else distributed.rank_seed(config.seed, rank))
         if main:
             metrics_path.unlink(missing_ok=True)
@@ -369,14 +372,15 @@ def fit(
                     "rng": rng_state(),
                     "config": cfg,
                     "metrics": metrics,
+                    "history": [*history, metrics],  # metrics.jsonl is rebuilt from it on resume
+                    "run_id": run_id,
                 }
                 if rngs is not None:
                     payload["rng_ranks"] = rngs
                 save_checkpoint(last, payload, kind=KIND_TRAIN)  # last.pt first: resume heals a missing best.pt
                 if improved:
                     save_checkpoint(best, _model_payload(payload), kind=KIND_MODEL)
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps(metrics) + "\n")
+                _write_metrics(metrics_path, [*history, metrics])  # atomically: no torn line
                 runlog.log(metrics, model)
             distributed.barrier()  # the other ranks wait until rank 0 has written the epoch
             saved_epoch = epoch + 1
@@ -407,7 +411,11 @@ def fit(
 
 
 def _model_payload(p: dict) -> dict:
-    return {k: p[k] for k in ("model", "config", "epoch", "best_acc", "metrics") if k in p}
+    return {k: p[k] for k in ("model", "config", "epoch", "best_acc", "metrics", "run_id") if k in p}
+
+
+def _write_metrics(path: Path, history: list[dict]) -> None:
+    _write_text(path, "".join(jsonio.dumps(m) + "\n" for m in history))
 
 
 def _saved_epoch(path: Path) -> int | None:
