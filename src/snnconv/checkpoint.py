@@ -180,8 +180,11 @@ def load_model_state(
     source: str = "checkpoint",
     saved_model: str | None = None,
     model_name: str | None = None,
+    check_only: bool = False,
 ) -> None:
-    """``model.load_state_dict(state)`` with a readable error when the checkpoint is from another model."""
+    """``model.load_state_dict(state)`` with a readable error when the checkpoint is from another model.
+
+    ``check_only``: compare keys and shapes only (``model`` may live on the meta device: nothing is allocated)."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -203,7 +206,8 @@ def load_model_state(
                 parts.append(f"{label}: {', '.join(items[:5])}{more}")
         parts.append("build the same model (name, width, act, classes) that wrote the checkpoint")
         raise CheckpointError("; ".join(parts))
-    model.load_state_dict(state)
+    if not check_only:
+        model.load_state_dict(state)
 
 
 def rng_state() -> dict:

@@ -43,7 +43,7 @@ from snnconv.data import dataset_info, make_loader
 from snnconv.errors import CheckpointError, SnnconvError
 from snnconv.qat import QATSchedule, freeze, prepare_qat
 from snnconv.rundir import claim_run_dir
-from snnconv.runs import QAT_FILE, build_model, test_loader
+from snnconv.runs import QAT_FILE, build_model, checked_contents, refuse_nonfinite, test_loader
 from snnconv.train import TrainConfig, _epoch_loader, fit, seed_everything
 
 __all__ = [
@@ -245,11 +245,12 @@ def load_qat_run(run_dir: str | os.PathLike, which: str = "best") -> tuple[fx.Gr
         found = ", ".join(sorted(p.name for p in run.glob("*.pt"))) or "no checkpoints"
         raise CheckpointError(f"{path} not found ({found}); train first: snnconv train --method qat ... --out {run}")
     ckpt = load_checkpoint(path, kind=(KIND_MODEL, KIND_TRAIN))
-    config = TrainConfig.from_dict(ckpt["config"])
+    config, state = checked_contents(ckpt, path)
     model = build_qat_model(config, settings)
-    _match_quantizer_shapes(model, ckpt["model"])
-    load_model_state(model, ckpt["model"], source=str(path), saved_model=config.model,
+    _match_quantizer_shapes(model, state)
+    load_model_state(model, state, source=str(path), saved_model=config.model,
                      model_name=f"{config.model} (QAT, {settings['bits']} bits)")  # fmt: skip
+    refuse_nonfinite(model, path)
     return freeze(model), config
 
 

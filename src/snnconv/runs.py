@@ -11,12 +11,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from snnconv import distributed
 from snnconv.checkpoint import KIND_MODEL, KIND_TRAIN, load_checkpoint, load_model_state
 from snnconv.data import dataset_info, make_loader
-from snnconv.errors import CheckpointError
+from snnconv.errors import CheckpointError, SnnconvError, describe_nonfinite, nonfinite_tensors
 from snnconv.finetune import init_qcfs_from_relu
 from snnconv.functional.regularizer import QCFSRegularizer
 from snnconv.functional.sparsity import BitSparsity
@@ -98,10 +99,39 @@ def load_run(run_dir: str | os.PathLike, which: str = "best") -> tuple[nn.Module
         found = ", ".join(sorted(p.name for p in run.glob("*.pt"))) if run.is_dir() else "no such directory"
         raise CheckpointError(f"{path} not found ({found}); train first: snnconv train ... --out {run}")
     ckpt = load_checkpoint(path, kind=(KIND_MODEL, KIND_TRAIN))
-    config = TrainConfig.from_dict(ckpt["config"])
-    model = build_model(config)
-    load_model_state(model, ckpt["model"], source=str(path), saved_model=config.model, model_name=config.model)
+    config, state = checked_contents(ckpt, path)
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):  # shapes only: no memory, no RNG draws
+        shapes = build_model(config)
+    load_model_state(shapes, state, source=str(path), saved_model=config.model, model_name=config.model,
+                     check_only=True)  # fmt: skip
+    model = build_model(config)  # as large as the checkpoint's own tensors
+    load_model_state(model, state, source=str(path), saved_model=config.model, model_name=config.model)
+    refuse_nonfinite(model, path)
     return model.to(resolve_device("cpu")).eval(), config
+
+
+def refuse_nonfinite(model: nn.Module, path: Path) -> None:
+    """A ``CheckpointError`` naming the first tensor of ``model`` (just loaded from ``path``) with NaN/Inf values."""
+    bad = nonfinite_tensors(model)
+    if bad:
+        raise CheckpointError(f"{path}: {describe_nonfinite(bad)}; the file is damaged or was written by a broken "
+                              "run: use another checkpoint (--checkpoint best/last) or retrain")  # fmt: skip
+
+
+def checked_contents(ckpt: dict, path: Path) -> tuple[TrainConfig, dict]:
+    """A checkpoint's config (validated, bounded) and state dict, or a ``CheckpointError`` naming what is missing."""
+    missing = [k for k in ("config", "model") if not isinstance(ckpt.get(k), dict)]
+    if missing:
+        raise CheckpointError(f"{path} has no {' or '.join(repr(k) for k in missing)} entry (a dict); it was not "
+                              "written by snnconv train, or is damaged")  # fmt: skip
+    try:
+        config = TrainConfig.from_dict(ckpt["config"])
+    except SnnconvError as e:
+        raise CheckpointError(f"{path}: its config is invalid ({e})") from None
+    state = ckpt["model"]
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{path}: its 'model' entry is not a state dict (str -> tensor)")
+    return config, state
 
 
 def evaluate_run(

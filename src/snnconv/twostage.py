@@ -38,7 +38,7 @@ from snnconv.errors import CheckpointError, SnnconvError
 from snnconv.functional.regularizer import QCFSRegularizer
 from snnconv.layers.qcfs import QCFS, inverse_softplus
 from snnconv.rundir import claim_run_dir
-from snnconv.runs import build_model, load_run, test_loader, train_run
+from snnconv.runs import build_model, checked_contents, load_run, refuse_nonfinite, test_loader, train_run
 from snnconv.train import TrainConfig, fit, resolve_device, seed_everything
 
 __all__ = ["exact_inverse_softplus", "load_two_stage", "qcfs_channels", "to_channelwise", "two_stage"]
@@ -241,8 +241,9 @@ def load_two_stage(run_dir: str | os.PathLike, which: str = "best") -> tuple[nn.
     if not path.is_file():
         raise CheckpointError(f"{path} not found; run two_stage first")
     ckpt = load_checkpoint(path, kind=(KIND_MODEL, KIND_TRAIN))
-    config = TrainConfig.from_dict(ckpt["config"])
+    config, state = checked_contents(ckpt, path)
     model = build_model(dataclasses.replace(config, act="qcfs"))
     model = to_channelwise(model, _example(config), channelwise=variant["channelwise"], softplus=variant["softplus"])
-    load_model_state(model, ckpt["model"], source=str(path), saved_model=config.model, model_name=config.model)
+    load_model_state(model, state, source=str(path), saved_model=config.model, model_name=config.model)
+    refuse_nonfinite(model, path)
     return model.to(resolve_device("cpu")).eval(), config

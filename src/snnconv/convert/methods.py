@@ -13,7 +13,7 @@ from snnconv.convert.check import check_convertible
 from snnconv.convert.fold_bn import fold_bn
 from snnconv.convert.network import SpikingNetwork
 from snnconv.convert.trace import set_module, trace
-from snnconv.errors import ConversionError, RegistryError, count_not_positive
+from snnconv.errors import ConversionError, RegistryError, count_not_positive, describe_nonfinite, nonfinite_tensors
 from snnconv.layers.analog import Analog, RateAnalog
 from snnconv.layers.calibrated import Calibration
 from snnconv.layers.neuron import IFNeuron
@@ -138,4 +138,10 @@ def convert(ann: nn.Module, method: str = "if", **options) -> SpikingNetwork:
     fn = _METHODS[method]
     _check_options(method, fn, options)
     check_thresholds(ann)
+    bad = nonfinite_tensors(ann)
+    if bad:  # NaN membranes never fire: the SNN would report a plausible accuracy for a broken network
+        raise ConversionError(
+            f"convert: {describe_nonfinite(bad)}; an SNN of it would give plausible but meaningless accuracies: "
+            "retrain (lower the learning rate) or load a checkpoint written before the values broke"
+        )
     return fn(ann, **options)

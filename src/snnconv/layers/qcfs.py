@@ -25,7 +25,8 @@ Positive = Literal["none", "softplus"]
 
 def inverse_softplus(y: float | Tensor) -> Tensor:
     """λ with softplus(λ) = y (y > 0), computed stably."""
-    y = torch.as_tensor(y, dtype=torch.get_default_dtype())
+    device = y.device if isinstance(y, Tensor) else "cpu"  # a number: on the CPU even under torch.device("meta")
+    y = torch.as_tensor(y, dtype=torch.get_default_dtype(), device=device)
     return y + torch.log(-torch.expm1(-y))
 
 
