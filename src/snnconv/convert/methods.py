@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import warnings
 from collections.abc import Callable
 
 import torch.fx as fx
@@ -20,6 +21,7 @@ from snnconv.layers.neuron import IFNeuron
 from snnconv.layers.qcfs import QCFS
 
 Converter = Callable[..., SpikingNetwork]
+_MODE_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
 _METHODS: dict[str, Converter] = {}
 
 
@@ -144,4 +146,18 @@ def convert(ann: nn.Module, method: str = "if", **options) -> SpikingNetwork:
             f"convert: {describe_nonfinite(bad)}; an SNN of it would give plausible but meaningless accuracies: "
             "retrain (lower the learning rate) or load a checkpoint written before the values broke"
         )
+    _warn_training_mode(ann)
     return fn(ann, **options)
+
+
+def _warn_training_mode(ann: nn.Module) -> None:
+    """An ANN in training mode normalises with batch statistics; the SNN uses BN's running statistics (eval mode)."""
+    layers = [n for n, m in ann.named_modules() if m.training and isinstance(m, _MODE_DEPENDENT)]
+    if layers:
+        warnings.warn(
+            f"convert: the model is in training mode ({len(layers)} BatchNorm/Dropout layer(s), e.g. '{layers[0]}'), "
+            "but the SNN uses BatchNorm's running statistics and no dropout, as in eval mode: call ann.eval() "
+            "before converting, and compare the SNN with the ANN in eval mode",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from snnconv.errors import SnnconvError
-from snnconv.functional.qcfs import qcfs
+from snnconv.functional.qcfs import qcfs_unchecked
 from snnconv.layers.channels import channel_view
 from snnconv.limits import MAX_LEVELS
 
@@ -80,7 +80,7 @@ class QCFS(nn.Module):
                 RuntimeWarning,
                 stacklevel=2,
             )
-        return qcfs(z, channel_view(theta, z.dim()), self.levels, self.shift)
+        return qcfs_unchecked(z, channel_view(theta, z.dim()), self.levels, self.shift)
 
     def extra_repr(self) -> str:
         kind = f"channels={self.threshold.numel()}" if self.per_channel else "layer-wise"
