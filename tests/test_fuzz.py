@@ -233,3 +233,96 @@ def test_cli_fails_fast_with_status_2_never_a_traceback(tmp_path_factory, capsys
         return
     assert code == 2 and "Traceback" not in err
     assert err.startswith(f"snnconv {command}: error: ") and len(err.strip().splitlines()) == 1, err
+
+
+# --- every value of every train flag (issue 20): refused in one line, or a run that trains ----------------------
+
+BAD_NUMBERS = ["nan", "inf", "-inf", "-1", "0", "1e30", "-1e-30", "200", "99999999999999999999999", "", "x", "1,2"]
+#: flag -> values to try besides BAD_NUMBERS (valid values kept cheap: tiny runs of the mlp on 32 digits images)
+TRAIN_FLAGS = {
+    "--levels": ["1", "2", "65536"], "--epochs": ["1"], "--batch-size": ["1", "7", "64"], "--lr": ["0.05", "1e-300"],
+    "--weight-decay": ["0", "0.5"], "--optimizer": ["sgd", "adam", "rmsprop"], "--seed": ["0", "7", str(2**63 - 1)],
+    "--width": ["0.5", "16", "1e-30"], "--threshold-init": ["4", "1e-30", "1e30"], "--qcfs-reg": ["0.1"],
+    "--sparsity": ["1e-8"], "--init-percentile": ["50", "100"], "--subset": ["16", "40"],
+    "--device": ["auto", "cpu", "cuda", "cuda:7", "bogus", "mps"], "--num-workers": ["0"],
+    "--act": ["relu", "qcfs", "qcfs-softplus", "csqcfs", "csqcfs-plain"], "--log": ["csv", "none"],
+    "--data-root": ["nowhere"], "--init-from": ["nowhere"], "--finetune-epochs": ["0"], "--bits": ["8", "9"],
+    "--freeze-bn": ["0", "1"], "--freeze-observer": ["0"],
+}  # fmt: skip
+SWITCHES = ["--resume", "--overwrite", "--no-augment", "--cutout", "--two-stage", "--no-channel"]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=SHARED_FIXTURES)
+@given(flags=st.dictionaries(st.sampled_from(sorted(TRAIN_FLAGS)), st.just(None), min_size=1, max_size=3),
+       values=st.data(), switches=st.lists(st.sampled_from(SWITCHES), max_size=2, unique=True),
+       method=st.sampled_from(["qcfs", "qcfs", "qcfs", "qat"]))  # fmt: skip
+def test_no_value_of_any_train_flag_gives_a_traceback(tmp_path_factory, capsys, one_thread, flags, values, switches,
+                                                       method):  # fmt: skip
+    argv = ["train", "--model", "mlp", "--dataset", "digits", "--epochs", "1", "--subset", "32", "--batch-size", "16",
+            "--lr", "0.05", "--threshold-init", "4", "--method", method, *switches]  # fmt: skip
+    for flag in flags:
+        argv += [flag, values.draw(st.sampled_from(TRAIN_FLAGS[flag] + BAD_NUMBERS), label=flag)]
+    argv += ["--out", str(tmp_path_factory.mktemp("fuzz") / "run")]
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse rejected the syntax: its usage line and "error:", status 2
+        assert exc.code == 2, argv
+        assert "error:" in capsys.readouterr().err
+        return
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, (argv, err)
+    if code != 0:
+        assert code == 2, (argv, err)
+        lines = [line for line in err.splitlines() if line.strip() and "Warning" not in line]
+        assert lines[-1].startswith("snnconv train: error: ") and len(lines[-1]) > 30, (argv, err)
+
+
+#: evaluate/analyze/inspect/export-nir flags -> values to try besides BAD_NUMBERS (valid ones keep each run small)
+EVAL_FLAGS = {
+    "--T": ["1", "2,4", "1,3"], "--method": ["if", "cos", "srp", "bitserial", "ratenorm", "calif", "magic"],
+    "--schedule": ["layer", "step"], "--chunk": ["auto", "1", "3"], "--checkpoint": ["best", "last", "worst"],
+    "--calibration": ["none", "cos", "srp"], "--rho": ["1", "3"], "--tau": ["1", "2"], "--subset": ["8", "20"],
+    "--batch-size": ["4", "8"], "--ablation": ["all", "left_shift", "bogus"], "--bias-split": ["first", "uniform"],
+    "--rounding": ["unbiased", "truncate"], "--data-root": ["nowhere"], "--input-coding": ["codes", "isi", "rate"],
+    "--order": ["even", "random"], "--energy-table": ["45nm", "seed001"], "--batches": ["1"], "--json": ["out.json"],
+}  # fmt: skip
+EVAL_COMMANDS = {"evaluate": set(EVAL_FLAGS) - {"--energy-table", "--batches"},
+                 "analyze": {"--T", "--method", "--batches", "--batch-size", "--energy-table", "--calibration", "--rho",
+                             "--tau", "--checkpoint", "--data-root"},
+                 "inspect": {"--checkpoint"}, "export-nir": {"--checkpoint"}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fuzz-run") / "run"
+    torch.set_num_threads(1)
+    argv = ["train", "--model", "mlp", "--dataset", "digits", "--epochs", "1", "--subset", "64", "--lr", "0.05",
+            "--threshold-init", "4", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    return out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=SHARED_FIXTURES)
+@given(command=st.sampled_from(sorted(EVAL_COMMANDS)), data=st.data(), switches=st.lists(
+       st.sampled_from(["--float64", "--binary-spikes", "--fold-scales"]), max_size=1))  # fmt: skip
+def test_no_value_of_any_evaluate_flag_gives_a_traceback(tiny_run, tmp_path_factory, capsys, one_thread, command, data,
+                                                         switches):  # fmt: skip
+    flags = data.draw(st.lists(st.sampled_from(sorted(EVAL_COMMANDS[command])), max_size=3, unique=True), label="flags")
+    argv = [command, str(tiny_run)]
+    if command == "export-nir":
+        argv.append(str(tmp_path_factory.mktemp("nir") / "net.nir"))
+    for flag in flags:
+        value = data.draw(st.sampled_from(EVAL_FLAGS[flag] + BAD_NUMBERS), label=flag)
+        argv += [flag, str(tmp_path_factory.mktemp("json") / value) if flag == "--json" and value else value]
+    argv += [s for s in switches if command in ("evaluate", "analyze") or s == "--fold-scales"]
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        assert exc.code == 2, argv
+        return
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and code in (0, 2), (argv, code, err)
+    if code == 2:
+        assert err.strip().splitlines()[-1].startswith(f"snnconv {command}: error: "), (argv, err)

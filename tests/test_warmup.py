@@ -81,10 +81,10 @@ def test_cli_default_is_one_epoch_for_new_runs_and_the_runs_own_on_resume(tmp_pa
     (run / "config.json").write_text(json.dumps(cfg))
     ckpt = load_checkpoint(run / "last.pt", kind=KIND_TRAIN)
     assert build_parser().parse_args([*argv, "--resume"]).warmup_epochs is None
-    from snnconv.cli import _default_warmup
+    from snnconv.cli_args import default_warmup
 
-    assert _default_warmup(run, True, 2) == 0.0 and _default_warmup(run, False, 2) == 1.0
-    assert _default_warmup(run, False, 1) == 1.0 and ckpt["config"]["warmup_epochs"] == 1.0
+    assert default_warmup(run, True, 2) == 0.0 and default_warmup(run, False, 2) == 1.0
+    assert default_warmup(run, False, 1) == 1.0 and ckpt["config"]["warmup_epochs"] == 1.0
 
 
 @pytest.mark.parametrize("bad", ["-1", "nan", "inf", "x"])

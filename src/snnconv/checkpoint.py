@@ -17,6 +17,7 @@ import functools
 import os
 import pickle
 import random
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -125,11 +126,7 @@ def load_checkpoint(
     except pickle.UnpicklingError as e:
         msg = str(e)
         if any(m in msg for m in _REFUSED_MARKERS):
-            raise CheckpointError(
-                f"checkpoint {path} contains arbitrary Python objects and was refused (not loaded): {_detail(e)}. "
-                "snnconv checkpoints hold only tensors and plain data; only load files you trust, "
-                "and re-export them as plain state_dicts"
-            ) from None
+            raise _refused(path, e) from None
         raise _corrupted(path, e) from None
     except Exception as e:  # zip/pickle/storage errors of every kind: the bytes are not a valid checkpoint
         raise _corrupted(path, e) from None
@@ -165,9 +162,32 @@ def _detail(e: BaseException) -> str:
 
 
 def _corrupted(path: Path, e: BaseException) -> CheckpointError:
+    detail = f"{type(e).__name__}: {_detail(e)}"
+    err = CheckpointError(
+        f"checkpoint {path} is corrupted or truncated ({detail}); delete it or resume from an earlier one"
+    )
+    err.detail = detail  # for callers that give their own advice (resume)
+    return err
+
+
+def _refused_global(e: BaseException) -> str:
+    """The global (``module.name``) that torch's weights_only unpickler refused, or ``""``."""
+    msg = str(e)
+    for pattern in (r"GLOBAL ([\w.]+)", r"([\w.]+) (?:is|was) not an allowed global", r"Unsupported class ([\w.]+)"):
+        m = re.search(pattern, msg)
+        if m:
+            return m.group(1)
+    return ""
+
+
+def _refused(path: Path, e: BaseException) -> CheckpointError:
+    name = _refused_global(e)
+    what = f"the Python global {name}" if name else f"a Python object torch refused ({_detail(e)})"
     return CheckpointError(
-        f"checkpoint {path} is corrupted or truncated ({type(e).__name__}: {_detail(e)}); "
-        "delete it or resume from an earlier one"
+        f"checkpoint {path} contains arbitrary Python objects and was refused (not loaded): unpickling it would "
+        f"call {what}, which could run any code. If you trust the file, re-save it as plain data in a separate "
+        "Python session: obj = torch.load(path, weights_only=False); keep its tensors and plain values (e.g. "
+        "{'model': obj['model'], 'config': obj['config']}) and write them with snnconv.checkpoint.save_checkpoint"
     )
 
 
@@ -178,8 +198,11 @@ def load_model_state(
     source: str = "checkpoint",
     saved_model: str | None = None,
     model_name: str | None = None,
+    check_only: bool = False,
 ) -> None:
-    """``model.load_state_dict(state)`` with a readable error when the checkpoint is from another model."""
+    """``model.load_state_dict(state)`` with a readable error when the checkpoint is from another model.
+
+    ``check_only``: compare keys and shapes only (``model`` may live on the meta device: nothing is allocated)."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -201,7 +224,8 @@ def load_model_state(
                 parts.append(f"{label}: {', '.join(items[:5])}{more}")
         parts.append("build the same model (name, width, act, classes) that wrote the checkpoint")
         raise CheckpointError("; ".join(parts))
-    model.load_state_dict(state)
+    if not check_only:
+        model.load_state_dict(state)
 
 
 def rng_state() -> dict:

@@ -6,133 +6,29 @@ Also ``python -m snnconv``; ``torchrun ... -m snnconv train`` trains on several 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from snnconv import jsonio
 from snnconv._deps import require_cli
 from snnconv.allocator import tune_from_env
+from snnconv.cli_args import (
+    T_list,
+    ablations,
+    add_calibration_args,
+    add_checkpoint_arg,
+    add_extra_steps_arg,
+    add_train_args,
+    check_args,
+    chunk,
+    default_warmup,
+    float_list,
+    levels_list,
+    positive_int,
+)
 from snnconv.errors import SnnconvError
-
-
-def _T_list(text: str) -> list[int]:
-    try:
-        values = sorted({int(v) for v in text.split(",") if v.strip()})
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--T must be comma-separated integers like 1,2,4,8, got {text!r}") from None
-    if not values or values[0] < 1:
-        raise argparse.ArgumentTypeError(f"--T values must be positive integers, got {text!r}")
-    return values
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
-
-
-def _warmup(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of epochs >= 0, got {text!r}") from None
-    if not (value >= 0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a number of epochs >= 0, got {text!r}")
-    return value
-
-
-def _add_checkpoint_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--checkpoint",
-        default="last",
-        choices=("last", "best"),
-        help="last: the final epoch (default); best: the best test-accuracy epoch (selects on the test set)",
-    )
-
-
-def _chunk(text: str) -> int | str:
-    return "auto" if text == "auto" else _positive_int(text)
-
-
-def _add_train_args(p: argparse.ArgumentParser) -> None:
-    from snnconv.data import list_datasets
-    from snnconv.functional.regularizer import FORMS
-    from snnconv.layers.act import ACT_KINDS
-    from snnconv.models import list_models
-
-    p.add_argument("--model", default="vgg16", choices=list_models())
-    p.add_argument("--dataset", default="fashion-mnist", choices=list_datasets())
-    p.add_argument("--act", default="qcfs", choices=ACT_KINDS, help="activation (relu for baselines)")
-    p.add_argument("--levels", type=_positive_int, default=4, help="QCFS quantization levels L")
-    p.add_argument("--epochs", type=_positive_int, default=100)
-    p.add_argument("--batch-size", type=_positive_int, default=128)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument(
-        "--warmup-epochs",
-        type=_warmup,
-        default=None,
-        help="linear learning-rate warm-up over this many epochs (default: 1 for a new run, the run's own with "
-        "--resume; 0: none, as seed 004; docs/depth.md)",
-    )
-    p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
-    p.add_argument(
-        "--dropout",
-        type=_fraction,
-        default=None,
-        help="classifier dropout of VGG-style models (default: the model's own; VGG: 0, as seed 004's code)",
-    )
-    p.add_argument("--threshold-init", type=float, default=8.0, help="initial QCFS threshold λ")
-    p.add_argument("--qcfs-reg", type=float, default=0.0, help="w_q of the QCFS regularizer (seed 000), e.g. 0.1")
-    p.add_argument("--qcfs-reg-form", default="raw", choices=FORMS, help="its reading (SPEC §2): seed = the paper's")
-    p.add_argument("--sparsity", type=float, default=0.0, help="bit-level l1 coefficient (seed 001), e.g. 1e-8")
-    p.add_argument("--init-from", default=None, help="start from this ReLU run: ReLU → QCFS fine-tuning (seed 001 A.9)")
-    p.add_argument("--init-percentile", type=float, default=99.9, help="activation percentile for λ with --init-from")
-    p.add_argument("--subset", type=_positive_int, default=None, help="train on the first N samples only")
-    p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--autoaugment", action="store_true")
-    p.add_argument("--cutout", action="store_true")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument(
-        "--log",
-        default="csv",
-        choices=("csv", "tensorboard", "none"),
-        help="per-epoch scalars: RUN/metrics.csv; tensorboard adds RUN/tb (needs the tensorboard package)",
-    )
-    p.add_argument("--data-root", default=None, help="dataset folder (default: standard locations)")
-    p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--two-stage", action="store_true", help="CS-QCFS Algorithm 1: layer-wise, then channel-wise")
-    p.add_argument("--finetune-epochs", type=int, default=0, help="stage-2 epochs at lr/10 (0: stage 1 only)")
-    p.add_argument("--no-channel", action="store_true", help="two-stage ablation: layer-wise softplus thresholds")
-    p.add_argument("--no-softplus", action="store_true", help="two-stage ablation: per-channel plain thresholds")
-
-
-def _default_warmup(out: Path, resume: bool, epochs: int) -> float:
-    """1 epoch of warm-up for a new run; a resumed run keeps its own (runs from before issue 28 had none)."""
-    saved = out / "config.json"
-    if resume and saved.is_file():
-        return json.loads(saved.read_text()).get("warmup_epochs", 0.0)
-    return min(1.0, epochs)
 
 
 def _config(args: argparse.Namespace):
@@ -140,7 +36,7 @@ def _config(args: argparse.Namespace):
 
     warmup = args.warmup_epochs
     if warmup is None:
-        warmup = _default_warmup(Path(args.out), args.resume, args.epochs)
+        warmup = default_warmup(Path(args.out), args.resume, args.epochs)
     return TrainConfig(
         model=args.model, dataset=args.dataset, act=args.act, levels=args.levels, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, optimizer=args.optimizer,
@@ -167,12 +63,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         from snnconv.twostage import two_stage
 
         out = two_stage(_config(args), args.finetune_epochs, root=args.data_root, channelwise=not args.no_channel,
-                        softplus=not args.no_softplus)  # fmt: skip
+                        softplus=not args.no_softplus, overwrite=args.overwrite)  # fmt: skip
         final = out["stage2"] or out["stage1"]
         if distributed.is_main():
             print(f"best test accuracy {100 * final['best_acc']:.2f}% -> {out['out']} (evaluate that directory)")
         return 0
-    result = train_run(_config(args), resume=args.resume, root=args.data_root)
+    result = train_run(_config(args), resume=args.resume, root=args.data_root, overwrite=args.overwrite)
     if distributed.is_main():  # under torchrun: one final line, from rank 0
         print(
             f"best test accuracy {100 * result['best_acc']:.2f}% (epoch {result['best_epoch']}) -> {result['out_dir']}"
@@ -221,16 +117,12 @@ def _write_outputs(report: dict, run: Path, json_path: str | None) -> None:
     from snnconv.analysis.plots import plot_accuracy_vs_T
 
     out = Path(json_path) if json_path else run / f"eval_{report['method']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    jsonio.write(out, report)
     snn = {int(t): a for t, a in report["snn_accuracy"].items()}
     title = f"{report['model']} / {report['dataset']} / L={report['levels']}"
     png = plot_accuracy_vs_T({f"SNN ({report['method']})": snn}, out.with_suffix(".png"),
                              ann_accuracy=report["ann_accuracy"], title=title)  # fmt: skip
     print(f"\nwrote {out} and {png}")
-
-
-ABLATIONS = ("left_shift", "bias_shift", "modified_neuron")
 
 
 def _method_options(args: argparse.Namespace) -> dict:
@@ -256,14 +148,6 @@ def _method_options(args: argparse.Namespace) -> dict:
     if getattr(args, "max_spikes_per_step", "run") != "run":
         raise SnnconvError(f"--max-spikes-per-step applies to --method calif, not {args.method!r}")
     return options
-
-
-def _ablations(text: str) -> list[str]:
-    names = list(ABLATIONS) if text == "all" else [a.strip() for a in text.split(",") if a.strip()]
-    bad = [a for a in names if a not in ABLATIONS]
-    if bad:
-        raise argparse.ArgumentTypeError(f"unknown ablation {bad[0]!r}; choose from {', '.join(ABLATIONS)} or 'all'")
-    return names
 
 
 def evaluate_bitserial(args: argparse.Namespace) -> dict:
@@ -307,8 +191,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.method == "bitserial":
         report = evaluate_bitserial(args)
         out = Path(args.json) if args.json else output_dir(args.run) / "eval_bitserial.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
+        jsonio.write(out, report)
         print(f"\nwrote {out}")
         return 0
     report = evaluate_run(
@@ -331,13 +214,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = TrainConfig(
         model="vgg11", dataset="fashion-mnist", act="qcfs", levels=4, epochs=args.epochs, batch_size=128,
         lr=0.05, width=0.25, threshold_init=4.0, seed=args.seed, subset=args.subset, out=str(out),
-        warmup_epochs=_default_warmup(out, resume, args.epochs),
+        warmup_epochs=default_warmup(out, resume, args.epochs),
     )  # fmt: skip
     started = time.perf_counter()
     print(f"[1/2] training {config.model} (width {config.width}, QCFS L={config.levels}) on Fashion-MNIST ...")
     if resume:
         print(f"      resuming {out}/last.pt")
-    train_run(config, resume=resume)
+    train_run(config, resume=resume, overwrite=args.overwrite)
     from snnconv.runs import evaluate_run
 
     print(f"[2/2] converting to an IF-neuron SNN and simulating T = 1..{max(args.T)} ...")
@@ -395,7 +278,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if errors is not None:
         report["errors"] = errors.to_dict()
         written.append(plot_error_decomposition(errors, str(stem) + "_errors.png", title=f"{config.model}, T={args.T}"))
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    jsonio.write(stem.with_suffix(".json"), report)
     plot_spike_rates(stats, written[1])
     print(f"\nwrote {', '.join(str(w) for w in written)}")
     return 0
@@ -407,6 +290,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     if distributed.requested():
         raise SnnconvError("sweep runs its cells in one process; launch it without torchrun (or one cell per job)")
+    if args.overwrite:
+        raise SnnconvError("sweep --overwrite: a sweep resumes its own cells; give a new --out to start another one")
     from snnconv.sweep import SweepSpec, run_sweep, tables
 
     base = {k: v for k, v in _config(args).to_dict().items() if k not in ("levels", "qcfs_reg", "out")}
@@ -416,13 +301,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(tables(results, spec.T))
     print(f"\nwrote {args.out}/results.csv, results.json, tables.md")
     return 0
-
-
-def _float_list(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -479,28 +357,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_calibration_args(p: argparse.ArgumentParser) -> None:
-    from snnconv.layers.calibrated import COS_SHIFTS
-
-    calib = p.add_argument_group("calibration (seed 002; --method cos/srp are shorthands)")
-    calib.add_argument("--calibration", default="none", choices=("none", "cos", "srp"),
-                       help="offset-spike (cos) or residual-potential (srp) calibration of the IF method")  # fmt: skip
-    calib.add_argument("--rho", type=_positive_int, default=4, help="COS pre-simulation steps")
-    calib.add_argument("--tau", type=_positive_int, default=4, help="SRP pre-run steps")
-    calib.add_argument("--cos-shift", default=None, choices=COS_SHIFTS,
-                       help="COS shift of a neuron that fired at every pre-run step: reference (the authors' code) or "
-                            "theta; default: the run's config (theta for runs saved before issue 19)")  # fmt: skip
-    p.add_argument("--binary-spikes", action="store_true", help="0/1 spikes, θ folded into the next weights")
-
-
-def _add_extra_steps_arg(p: argparse.ArgumentParser) -> None:
-    from snnconv.functional.bitserial import EXTRA_STEPS
-
-    p.add_argument("--extra-steps", default=None, choices=EXTRA_STEPS,
-                   help="bit-serial T above the exact T: refine (bits below the LSB, seed 001) or pad (SNN == QANN); "
-                        "default: the run's config (pad for runs saved before issue 19)")  # fmt: skip
-
-
 def build_parser() -> argparse.ArgumentParser:
     from snnconv.analysis.energy import PRICE_TABLES
     from snnconv.cli_qat import add_calif_eval_args, add_qat_train_args
@@ -510,59 +366,60 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train an ANN (QCFS or ReLU) into a run directory")
-    _add_train_args(p)
+    add_train_args(p)
     add_qat_train_args(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="ANN and SNN accuracy at each T for a run directory")
     p.add_argument("run", help="run directory written by 'snnconv train'")
-    p.add_argument("--T", type=_T_list, default=_T_list("1,2,4,8,16,32"), help="e.g. 1,2,4,8,16,32")
+    p.add_argument("--T", type=T_list, default=T_list("1,2,4,8,16,32"), help="e.g. 1,2,4,8,16,32")
     p.add_argument("--method", default="if", choices=list_methods())
-    p.add_argument("--batch-size", type=_positive_int, default=128)
-    p.add_argument("--subset", type=_positive_int, default=None, help="first N test images only")
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--subset", type=positive_int, default=None, help="first N test images only")
     p.add_argument("--schedule", default="layer", choices=("layer", "step"))
-    p.add_argument("--chunk", type=_chunk, default="auto", help="fold at most this many steps at once (or auto)")
-    _add_checkpoint_arg(p)
+    p.add_argument("--chunk", type=chunk, default="auto", help="fold at most this many steps at once (or auto)")
+    add_checkpoint_arg(p)
     p.add_argument("--data-root", default=None)
     p.add_argument("--json", default=None, help="write the report here (default RUN/eval_<method>.json)")
-    _add_calibration_args(p)
+    add_calibration_args(p)
     bits = p.add_argument_group("bit-serial (--method bitserial)")
-    bits.add_argument("--ablation", type=_ablations, default=None, help="left_shift,bias_shift,modified_neuron or all")
+    bits.add_argument("--ablation", type=ablations, default=None, help="left_shift,bias_shift,modified_neuron or all")
     bits.add_argument("--bias-split", default="first", choices=("first", "uniform", "bn_shift"))
     bits.add_argument("--rounding", default="unbiased", choices=("unbiased", "truncate"), help="for T below exact")
     bits.add_argument("--float64", action="store_true", help="simulate in float64 (exact equality with the QANN)")
-    _add_extra_steps_arg(bits)
+    add_extra_steps_arg(bits)
     add_calif_eval_args(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="train + convert + accuracy-vs-T on Fashion-MNIST (the main job)")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--epochs", type=_positive_int, default=4)
-    p.add_argument("--subset", type=_positive_int, default=None, help="train on the first N images only")
+    p.add_argument("--epochs", type=positive_int, default=4)
+    p.add_argument("--subset", type=positive_int, default=None, help="train on the first N images only")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--T", type=_T_list, default=_T_list("1,2,4,8,16,32"))
+    p.add_argument("--T", type=T_list, default=T_list("1,2,4,8,16,32"))
+    p.add_argument("--overwrite", action="store_true", help="OUT holds other files: move them aside, train anew")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("analyze", help="error decomposition, spike rates and energy at one T")
     p.add_argument("run")
-    p.add_argument("--T", type=_positive_int, default=4)
+    p.add_argument("--T", type=positive_int, default=4)
     p.add_argument("--method", default="if", choices=list_methods())
-    p.add_argument("--batches", type=_positive_int, default=2, help="test batches to analyse")
-    p.add_argument("--batch-size", type=_positive_int, default=128)
+    p.add_argument("--batches", type=positive_int, default=2, help="test batches to analyse")
+    p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--prices", "--energy-table", dest="prices", default="45nm", choices=PRICE_TABLES,
                    help="45nm (Horowitz), seed001 (Table 6) or seed004 (77 fJ/SOP, 12.5 pJ/FLOP)")  # fmt: skip
-    _add_extra_steps_arg(p)
-    _add_calibration_args(p)
-    _add_checkpoint_arg(p)
+    add_extra_steps_arg(p)
+    add_calibration_args(p)
+    add_checkpoint_arg(p)
     p.add_argument("--data-root", default=None)
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("sweep", help="train + evaluate a grid of levels × QCFS-regularizer weights (resumable)")
-    _add_train_args(p)
-    p.add_argument("--levels-list", "--L", dest="levels_list", type=_T_list, default=_T_list("2,4,8,16"))
-    p.add_argument("--qcfs-reg-list", "--wq", dest="qcfs_reg_list", type=_float_list, default=[0.0])
-    p.add_argument("--T", type=_T_list, default=_T_list("1,2,4,8,16,32,64,128"))
-    p.add_argument("--eval-subset", type=_positive_int, default=None, help="first N test images only")
+    add_train_args(p)
+    p.add_argument("--levels-list", "--L", dest="levels_list", type=levels_list, default=levels_list("2,4,8,16"))
+    p.add_argument("--qcfs-reg-list", "--wq", dest="qcfs_reg_list", type=float_list, default=[0.0])
+    p.add_argument("--T", type=T_list, default=T_list("1,2,4,8,16,32,64,128"))
+    p.add_argument("--eval-subset", type=positive_int, default=None, help="first N test images only")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("report", help="one HTML page with every plot and table found under a run or sweep dir")
@@ -571,14 +428,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", help="layers of a run: spiking/analog, threshold statistics")
     p.add_argument("run")
-    _add_checkpoint_arg(p)
+    add_checkpoint_arg(p)
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("export-nir", help="write a run's IF-method SNN as a NIR graph (HDF5)")
     p.add_argument("run")
     p.add_argument("out", help="output file, e.g. net.nir")
     p.add_argument("--fold-scales", action="store_true", help="0/1 spikes: θ folded into the next layer's weights")
-    _add_checkpoint_arg(p)
+    add_checkpoint_arg(p)
     p.set_defaults(func=cmd_export_nir)
 
     p = sub.add_parser("list", help="registered models, datasets and conversion methods")
@@ -591,9 +448,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_args(args)  # every number in range, no empty path, a usable device: before any work
         tune_from_env()  # keep freed activation buffers in the process (snnconv.allocator; SNNCONV_MALLOC=default)
         return args.func(args)
-    except (SnnconvError, FileNotFoundError) as exc:  # bad input: one clear line, no traceback
+    except (SnnconvError, OSError) as exc:  # bad input, a missing or unwritable file: one clear line, no traceback
         print(f"snnconv {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

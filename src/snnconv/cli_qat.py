@@ -41,7 +41,7 @@ def cmd_train_qat(args: argparse.Namespace, config) -> int:
     result = train_qat_run(
         config, args.bits, resume=args.resume, root=args.data_root, signed=not args.unsigned,
         per_channel=args.per_channel_weights, pow2=not args.no_pow2, freeze_bn=args.freeze_bn,
-        freeze_observer=args.freeze_observer, inputs=args.qat_inputs,
+        freeze_observer=args.freeze_observer, inputs=args.qat_inputs, overwrite=args.overwrite,
     )  # fmt: skip
     print(f"best test accuracy {100 * result['best_acc']:.2f}% (epoch {result['best_epoch']}, {args.bits}-bit QAT) "
           f"-> {result['out_dir']} (evaluate with --method calif)")  # fmt: skip

@@ -48,3 +48,28 @@ def all_positive(values: Tensor) -> bool:
         return True
     lo, hi = torch.aminmax(values)
     return lo.item() > 0 and hi.item() < math.inf
+
+
+def nonfinite_tensors(module: torch.nn.Module) -> list[tuple[str, int]]:
+    """``(name, count)`` of every floating-point parameter or buffer of ``module`` holding NaN/Inf values.
+
+    Buffers of torch.ao observers are left out: their running min/max start at ±Inf before calibration and are not
+    weights of the network (the fake quantizers' scales are).
+    """
+    from torch.ao.quantization.observer import ObserverBase
+
+    skip = {f"{m}." for m, mod in module.named_modules() if isinstance(mod, ObserverBase) and m}
+    found = []
+    for name, t in [*module.named_parameters(), *module.named_buffers()]:
+        if t.is_floating_point() and not any(name.startswith(p) for p in skip):
+            bad = int(t.numel() - torch.isfinite(t).sum())
+            if bad:
+                found.append((name, bad))
+    return found
+
+
+def describe_nonfinite(found: list[tuple[str, int]]) -> str:
+    """``"tensor '0.weight' has 1 non-finite value(s) (NaN/Inf)"`` (+ how many more tensors)."""
+    (name, count), more = found[0], len(found) - 1
+    extra = f" (and {more} more tensor(s): {', '.join(n for n, _ in found[1:4])}{', ...' if more > 3 else ''})"
+    return f"tensor '{name}' has {count} non-finite value(s) (NaN/Inf)" + (extra if more else "")

@@ -51,6 +51,21 @@ def _tensorboard_writer(log_dir: Path, purge_step: int | None):
     return SummaryWriter(str(log_dir), purge_step=purge_step)
 
 
+def _complete_rows(path: Path) -> dict[int, dict]:
+    """The rows of an existing ``metrics.csv`` by epoch, leaving out any row a kill tore (missing cells, an epoch
+    that does not parse): those are rebuilt from the checkpoint's history."""
+    rows = {}
+    with open(path, newline="", errors="replace") as f:
+        for r in csv.DictReader(f):
+            if None in r or any(v is None for v in r.values()):
+                continue
+            try:
+                rows[int(float(r["epoch"]))] = r
+            except (KeyError, TypeError, ValueError):
+                continue
+    return rows
+
+
 class RunLog:
     """CSV (+ TensorBoard) scalar logger of one run directory; only the writing rank creates one.
 
@@ -77,10 +92,7 @@ class RunLog:
         if not resume:
             self.path.unlink(missing_ok=True)
         else:
-            old = {}
-            if self.path.is_file():
-                with open(self.path, newline="") as f:
-                    old = {int(float(r["epoch"])): r for r in csv.DictReader(f) if r.get("epoch")}
+            old = _complete_rows(self.path) if self.path.is_file() else {}
             rows = []
             for i, m in enumerate(history):
                 row = old.get(m["epoch"])

@@ -40,18 +40,14 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from snnconv._deps import require
 from snnconv.convert.network import SpikingNetwork
 from snnconv.errors import ConversionError
 from snnconv.layers.add import Add
 from snnconv.layers.neuron import IFNeuron, SpikingNeuron
+from snnconv.nir_import import from_nir, import_nir, load_nir, plain
 
 _SKIP = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 _ADDS = {operator.add, operator.iadd, torch.add}
-
-
-def _nir():
-    return require("nir", "NIR export/import")
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -88,7 +84,7 @@ def _adaptive_kernel(shape: Sequence[int], output_size: Any, name: str) -> tuple
 
 def to_nir(snn: SpikingNetwork, input_shape: Sequence[int], *, fold_scales: bool = False):
     """The ``nir.NIRGraph`` of ``snn`` for inputs of shape ``input_shape`` (no batch dim); see the module doc."""
-    nir = _nir()
+    nir = load_nir()
     gm = snn.graph
     for name, mod in snn.neurons().items():
         if type(mod) is not IFNeuron:
@@ -230,7 +226,7 @@ def _fold_scales(nir, graph) -> Any:
         return sum(b == k for _, b in edges)
 
     spike_values = [k for k, n in nodes.items() if isinstance(n, nir.Scale)
-                    and _str(n.metadata.get("snnconv_kind")) == "spike_value"]  # fmt: skip
+                    and plain(n.metadata.get("snnconv_kind")) == "spike_value"]  # fmt: skip
     for key in spike_values:
         th = np.asarray(nodes[key].scale)
         if th.ndim == 3 and np.all(th == th[:, :1, :1]):
@@ -270,140 +266,10 @@ def _fold_scales(nir, graph) -> Any:
 
 def export_nir(snn: SpikingNetwork, path: str | Path, input_shape: Sequence[int], *, fold_scales: bool = False):
     """Write ``snn`` (IF method) to ``path`` as a NIR HDF5 file; returns the ``nir.NIRGraph`` written."""
-    nir = _nir()
+    nir = load_nir()
     graph = to_nir(snn, input_shape, fold_scales=fold_scales)
     nir.write(str(path), graph)
     return graph
-
-
-# --- import ---------------------------------------------------------------------------------------------------
-
-
-def _str(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return v.decode()
-    if isinstance(v, np.ndarray) and v.dtype.kind in "SO" and v.ndim == 0:
-        return _str(v.item())
-    return v
-
-
-def _tensor(a: Any, dtype: torch.dtype | None = None) -> Tensor:
-    t = torch.from_numpy(np.array(a))
-    return t.to(dtype) if dtype is not None else t
-
-
-def from_nir(graph) -> SpikingNetwork:
-    """Rebuild a ``SpikingNetwork`` from a NIR graph written by :func:`export_nir` (without ``fold_scales``)."""
-    nir = _nir()
-    nodes = graph.nodes
-    edges = list(graph.edges)
-    preds: dict[str, list[str]] = {k: [] for k in nodes}
-    for a, b in edges:
-        preds[b].append(a)
-    md = {k: {m: _str(v) for m, v in (n.metadata or {}).items()} for k, n in nodes.items()}
-    if any(int(np.asarray(m.get("snnconv_folded_spike_value", 0))) for m in md.values()):
-        raise ConversionError("import_nir: files exported with fold_scales=True cannot be imported back exactly")
-    # topological order
-    order, done = [], set()
-
-    def visit(k: str) -> None:
-        if k in done:
-            return
-        done.add(k)
-        for p in preds[k]:
-            visit(p)
-        order.append(k)
-
-    for k in nodes:
-        visit(k)
-    root = nn.Module()
-    g = fx.Graph()
-    env: dict[str, fx.Node] = {}
-    for k in order:
-        n, m = nodes[k], md[k]
-        if isinstance(n, nir.Input):
-            env[k] = g.placeholder("x")
-            continue
-        if isinstance(n, nir.Output):
-            g.output(env[preds[k][0]])
-            continue
-        kind = m.get("snnconv_kind")
-        name = str(m.get("snnconv_name", k))
-        if kind == "spike_value":  # folded into the IF neuron, which outputs s·θ
-            env[k] = env[preds[k][0]]
-            continue
-        if isinstance(n, nir.IF):
-            if kind != "IFNeuron":
-                raise ConversionError(f"import_nir: IF node '{k}' was not written by snnconv")
-            scale = [b for a, b in edges if a == k]
-            if len(scale) != 1 or md[scale[0]].get("snnconv_kind") != "spike_value":
-                raise ConversionError(f"import_nir: IF node '{k}' must be followed by its spike_value Scale")
-            th = np.asarray(m["threshold"])
-            th = th.reshape(()) if int(np.asarray(m.get("threshold_is_scalar", 0))) else th
-            mod = IFNeuron(_tensor(th), phi=float(np.asarray(m["v_init_fraction"])))
-        elif isinstance(n, nir.Conv2d):
-            w = _tensor(n.weight)
-            has_bias = bool(np.asarray(m.get("has_bias", True)))
-            mod = nn.Conv2d(w.shape[1] * n.groups, w.shape[0], tuple(w.shape[2:]), tuple(np.atleast_1d(n.stride)),
-                            _padding(n.padding), tuple(np.atleast_1d(n.dilation)), int(n.groups), bias=has_bias,
-                            dtype=w.dtype)  # fmt: skip
-            with torch.no_grad():
-                mod.weight.copy_(w)
-                if has_bias:
-                    mod.bias.copy_(_tensor(n.bias))
-        elif isinstance(n, (nir.Affine, nir.Linear)):
-            w = _tensor(n.weight)
-            has_bias = isinstance(n, nir.Affine)
-            mod = nn.Linear(w.shape[1], w.shape[0], bias=has_bias, dtype=w.dtype)
-            with torch.no_grad():
-                mod.weight.copy_(w)
-                if has_bias:
-                    mod.bias.copy_(_tensor(n.bias))
-        elif isinstance(n, nir.AvgPool2d):
-            if kind == "AdaptiveAvgPool2d":
-                out = [None if int(o) < 0 else int(o) for o in np.asarray(m["output_size"])]
-                mod = nn.AdaptiveAvgPool2d(tuple(out))
-            else:
-                cip = bool(np.asarray(m.get("count_include_pad", True)))
-                mod = nn.AvgPool2d(tuple(int(v) for v in n.kernel_size), tuple(int(v) for v in n.stride),
-                                   tuple(int(v) for v in n.padding), count_include_pad=cip)  # fmt: skip
-        elif isinstance(n, nir.Flatten):
-            if "torch_start_dim" in m:
-                mod = nn.Flatten(int(np.asarray(m["torch_start_dim"])), int(np.asarray(m["torch_end_dim"])))
-            else:
-                mod = nn.Flatten(n.start_dim + 1, n.end_dim + 1 if n.end_dim >= 0 else -1)
-        elif isinstance(n, nir.Scale) and kind == "Add":
-            mod = Add()
-        else:
-            raise ConversionError(f"import_nir: node '{k}' ({type(n).__name__}) is not supported")
-        root.add_submodule(name, mod) if "." not in name else _add_nested(root, name, mod)
-        env[k] = g.call_module(name, tuple(env[p] for p in preds[k]))
-    gm = fx.GraphModule(root, g, class_name="ImportedSNN")
-    meta = {"method": _str(graph.metadata.get("snnconv_method", "if")) if graph.metadata else "if", "source": "nir"}
-    return SpikingNetwork(gm.eval(), meta)
-
-
-def _add_nested(root: nn.Module, name: str, mod: nn.Module) -> None:
-    parent = root
-    parts = name.split(".")
-    for part in parts[:-1]:
-        if not hasattr(parent, part):
-            parent.add_module(part, nn.Module())
-        parent = getattr(parent, part)
-    parent.add_module(parts[-1], mod)
-
-
-def _padding(p: Any) -> Any:
-    p = _str(p)
-    if isinstance(p, str):
-        return p
-    return tuple(int(v) for v in np.atleast_1d(p))
-
-
-def import_nir(path: str | Path) -> SpikingNetwork:
-    """Read a NIR file written by :func:`export_nir` back into an identical ``SpikingNetwork``."""
-    nir = _nir()
-    return from_nir(nir.read(str(path)))
 
 
 __all__ = ["export_nir", "from_nir", "import_nir", "to_nir"]

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from snnconv.convert.trace import set_module, trace
+from snnconv.errors import ConversionError
 from snnconv.layers.act import ActFactory, make_act
 from snnconv.layers.add import Add
 from snnconv.layers.analog import Analog
@@ -95,6 +96,10 @@ def prepare(
     layer feeding each activation. ``model`` itself is not modified; the copy keeps its train/eval mode.
     Data-dependent control flow raises ``snnconv.errors.ConversionError`` (from the tracer).
     """
+    if not isinstance(model, nn.Module):
+        hint = f", e.g. torchvision.models.{model}(num_classes=10)" if isinstance(model, str) else ""
+        raise ConversionError(f"prepare: model must be a torch.nn.Module (the ReLU network), got "
+                              f"{type(model).__name__}; build it first{hint}")  # fmt: skip
     factory = make_act(act, levels=levels, threshold=threshold, shift=shift) if isinstance(act, str) else act
     gm = trace(replace_transformer_layers(copy.deepcopy(model), factory))
     gm.train(model.training)
@@ -337,8 +342,6 @@ def replace_maxpool(gm: fx.GraphModule) -> int:
 
 
 def _check_pool(name: str, dilation: Any, return_indices: bool) -> None:
-    from snnconv.errors import ConversionError
-
     if return_indices:
         raise ConversionError(f"prepare: max pooling '{name}' returns indices; it has no average-pooling equivalent")
     if any(d != 1 for d in (dilation if isinstance(dilation, (tuple, list)) else (dilation,))):

@@ -36,14 +36,16 @@ import torch
 from torch import Tensor, fx, nn
 from torch.ao.quantization import FakeQuantize, disable_observer
 
+from snnconv import distributed, jsonio
 from snnconv._deps import tqdm
-from snnconv.checkpoint import KIND_MODEL, KIND_TRAIN, atomic_write, load_checkpoint, load_model_state
+from snnconv.checkpoint import KIND_MODEL, KIND_TRAIN, load_checkpoint, load_model_state
 from snnconv.coding import CODINGS, ORDERS
 from snnconv.data import dataset_info, make_loader
 from snnconv.errors import CheckpointError, SnnconvError
 from snnconv.functional.calif import check_max_spikes
 from snnconv.qat import QATSchedule, freeze, prepare_qat
-from snnconv.runs import QAT_FILE, build_model, test_loader
+from snnconv.rundir import claim_run_dir
+from snnconv.runs import QAT_FILE, build_model, checked_contents, refuse_nonfinite, test_loader
 from snnconv.train import TrainConfig, _epoch_loader, fit, seed_everything
 
 __all__ = [
@@ -175,13 +177,15 @@ def train_qat_run(
     freeze_observer: int | None = None,
     inputs: str = "unit",
     callbacks: Sequence[Callable[[dict], bool | None]] = (),
+    overwrite: bool = False,
 ) -> dict:
     """QAT of the config's model (ReLU, ``bits``-bit fake quantization) into ``config.out`` (resumable).
 
     ``config.act`` is set to ``"relu"`` (QAT quantizes the ReLU network; the QCFS options do not apply).
     ``freeze_bn`` / ``freeze_observer``: freeze BN statistics / quantization scales from that many completed
     epochs on (``QATSchedule``); ``inputs``: ``"unit"`` ([0, 1] pixels) or ``"normalized"`` (see module doc);
-    ``callbacks`` go to ``fit``. Returns ``fit``'s result plus ``method``, ``bits`` and ``settings``.
+    ``callbacks`` go to ``fit``; ``overwrite``: see ``snnconv.rundir``. Returns ``fit``'s result plus ``method``,
+    ``bits`` and ``settings``.
     """
     if config.act != "relu":
         config = dataclasses.replace(config, act="relu")
@@ -190,7 +194,6 @@ def train_qat_run(
     settings = qat_settings(bits, signed=signed, per_channel=per_channel, pow2=pow2, freeze_bn=freeze_bn,
                             freeze_observer=freeze_observer, inputs=inputs)  # fmt: skip
     out = Path(config.out)
-    last = out / "last.pt"
     if resume:
         saved = _read_settings(out)
         if saved is None:
@@ -199,10 +202,14 @@ def train_qat_run(
         if diff:
             raise CheckpointError(f"cannot resume {out}: the QAT settings differ ({'; '.join(diff)}); "
                                   "resume with the same settings or start a new run directory")  # fmt: skip
-    elif last.exists():
-        raise CheckpointError(
-            f"{out} already holds a run ({last}); resume it (--resume / resume=True) or choose another out dir"
-        )
+    with claim_run_dir(out, config.to_dict(), resume=resume, overwrite=overwrite, markers=()):
+        return _train_qat(config, settings, resume, root, callbacks)
+
+
+def _train_qat(config: TrainConfig, settings: dict, resume: bool, root: str | os.PathLike | None,
+               callbacks: Sequence[Callable[[dict], bool | None]]) -> dict:  # fmt: skip
+    out, last, bits = Path(config.out), Path(config.out) / "last.pt", settings["bits"]
+    per_channel, inputs = settings["per_channel"], settings["inputs"]
     seed_everything(config.seed)
     model = build_qat_model(config, settings)
     if resume and per_channel and last.is_file():
@@ -212,15 +219,14 @@ def train_qat_run(
         root=root, augment=config.augment, autoaugment=config.autoaugment, cutout=config.cutout,
         num_workers=config.num_workers, drop_last=False,
     )  # fmt: skip
-    schedule = QATSchedule(freeze_bn, freeze_observer)
+    schedule = QATSchedule(settings["freeze_bn"], settings["freeze_observer"])
 
     def epoch_batches(epoch: int) -> Iterable:  # fit calls this after model.train(), before the epoch's batches
         schedule({"epoch": epoch, "model": model})
         return _Inputs(_epoch_loader(train, config.seed, epoch), config, inputs)
 
-    if not resume:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / QAT_FILE, lambda f: f.write((json.dumps(settings, indent=2) + "\n").encode()))
+    if not resume and distributed.is_main():
+        jsonio.write(out / QAT_FILE, settings, clean=False)
     test = _ObserversOff(_Inputs(test_loader(config, root=root), config, inputs), model)
     result = fit(model, epoch_batches, test, config, out, resume=resume, callbacks=callbacks)
     return {**result, "method": "qat", "bits": bits, "settings": settings}
@@ -241,11 +247,12 @@ def load_qat_run(run_dir: str | os.PathLike, which: str = "last") -> tuple[fx.Gr
         found = ", ".join(sorted(p.name for p in run.glob("*.pt"))) or "no checkpoints"
         raise CheckpointError(f"{path} not found ({found}); train first: snnconv train --method qat ... --out {run}")
     ckpt = load_checkpoint(path, kind=(KIND_MODEL, KIND_TRAIN))
-    config = TrainConfig.from_dict(ckpt["config"])
+    config, state = checked_contents(ckpt, path)
     model = build_qat_model(config, settings)
-    _match_quantizer_shapes(model, ckpt["model"])
-    load_model_state(model, ckpt["model"], source=str(path), saved_model=config.model,
+    _match_quantizer_shapes(model, state)
+    load_model_state(model, state, source=str(path), saved_model=config.model,
                      model_name=f"{config.model} (QAT, {settings['bits']} bits)")  # fmt: skip
+    refuse_nonfinite(model, path)
     return freeze(model), config
 
 
@@ -369,7 +376,7 @@ def write_calif_report(report: dict, run_dir: str | os.PathLike, json_path: str 
     from snnconv.analysis.plots import plot_accuracy_vs_T
 
     out = Path(json_path) if json_path else Path(run_dir) / "eval_calif.json"
-    atomic_write(out, lambda f: f.write((json.dumps(report, indent=2) + "\n").encode()))
+    jsonio.write(out, report)
     title = f"{report['model']} / {report['dataset']} / {report['bits']}-bit QAT"
     plot_accuracy_vs_T({"Ca-LIF SNN": {int(t): a for t, a in report["snn_accuracy"].items()}},
                        out.with_suffix(".png"), ann_accuracy=report["qat_accuracy"], title=title)  # fmt: skip

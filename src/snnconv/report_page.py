@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import html
 import json
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from snnconv.analysis import plots
@@ -29,7 +31,7 @@ def write_report(directory: str | Path) -> Path:
     out.mkdir(exist_ok=True)
     sections: list[tuple[str, list[Path], str]] = []
 
-    evals = {p: json.loads(p.read_text()) for p in sorted(root.rglob("eval_*.json")) if out not in p.parents}
+    evals = _readable(root, out, "eval_*.json", _check_eval)
     rate_coded = {f"{_rel(p, root)} ({r['method']})": r for p, r in evals.items() if r.get("method") != "bitserial"}
     curves = {k: {int(t): a for t, a in r["snn_accuracy"].items()} for k, r in rate_coded.items()}
     if curves:
@@ -48,10 +50,7 @@ def write_report(directory: str | Path) -> Path:
                 (f"Bit-serial SNN vs QANN: {_rel(p, root)} ({r['samples']} images, {r['dtype']})", [], text)
             )
 
-    for p in sorted(root.rglob("analyze_*.json")):
-        if out in p.parents:
-            continue
-        a = json.loads(p.read_text())
+    for p, a in _readable(root, out, "analyze_*.json", _check_analyze).items():
         rel = _rel(p, root)
         stem = p.stem if rel == "." else f"{rel.replace('/', '_')}_{p.stem}"
         pngs = [plots.plot_spike_rates(a["spikes"]["spike_rate"], out / f"{stem}_spikes.png")]
@@ -82,6 +81,49 @@ def write_report(directory: str | Path) -> Path:
     page = root / "report.html"
     page.write_text(_html(root.name, sections))
     return page
+
+
+def _need(data: dict, **kinds: type | tuple[type, ...]) -> None:
+    bad = [k for k, kind in kinds.items() if not isinstance(data.get(k), kind)]
+    if bad:
+        raise KeyError(", ".join(bad))
+
+
+def _check_eval(r: dict) -> None:
+    """What the page reads from an ``eval_*.json`` (raises KeyError/ValueError/TypeError where it is not there)."""
+    _need(r, snn_accuracy=dict, method=str)
+    if r["method"] == "bitserial":
+        _need(r, T=list, qann_accuracy=dict, disagreements=dict, samples=int, dtype=str)
+        for t in r["T"]:
+            float(r["qann_accuracy"][str(t)]), float(r["snn_accuracy"][str(t)]), int(r["disagreements"][str(t)])
+    else:
+        _need(r, ann_accuracy=(int, float))
+        for t, a in r["snn_accuracy"].items():
+            int(t), float(a)
+
+
+def _check_analyze(a: dict) -> None:
+    _need(a, T=int, method=str, spikes=dict, energy=dict)
+    _need(a["spikes"], spike_rate=dict)
+    _need(a["energy"], snn_total=(int, float))
+
+
+def _readable(root: Path, out: Path, pattern: str, check: Callable[[dict], None]) -> dict[Path, dict]:
+    """The JSON files matching ``pattern`` under ``root`` that hold what the page needs; any other (truncated, edited,
+    written by something else) is skipped with a warning naming it, so one bad file does not lose the page."""
+    found = {}
+    for p in sorted(root.rglob(pattern)):
+        if out in p.parents:
+            continue
+        try:
+            data = json.loads(p.read_text())
+            check(data)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            warnings.warn(f"report: skipped {p} ({type(e).__name__}: {e}; missing, malformed or not JSON)",
+                          RuntimeWarning, stacklevel=2)  # fmt: skip
+            continue
+        found[p] = data
+    return found
 
 
 def _img(path: Path) -> str:

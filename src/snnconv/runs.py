@@ -13,18 +13,20 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from snnconv import distributed
 from snnconv.checkpoint import KIND_MODEL, KIND_TRAIN, load_checkpoint, load_model_state
 from snnconv.data import dataset_info, make_loader
-from snnconv.errors import CheckpointError
+from snnconv.errors import CheckpointError, SnnconvError, describe_nonfinite, nonfinite_tensors
 from snnconv.finetune import init_qcfs_from_relu
 from snnconv.functional.regularizer import QCFSRegularizer
 from snnconv.functional.sparsity import BitSparsity
 from snnconv.layers.act import make_act
 from snnconv.models import create
 from snnconv.models.pretrained import ZOO_PREFIX, load_pretrained
+from snnconv.rundir import claim_run_dir
 from snnconv.train import TrainConfig, fit, resolve_device, seed_everything
 
 QAT_FILE = "qat.json"  # marks a QAT run directory (snnconv.qat_runs writes it)
@@ -59,17 +61,23 @@ def test_loader(config: TrainConfig, *, batch_size: int = 256, subset: int | Non
 
 
 def train_run(config: TrainConfig, *, resume: bool = False, root: str | os.PathLike | None = None,
-              extra_loss=None) -> dict:  # fmt: skip
+              extra_loss=None, overwrite: bool = False) -> dict:  # fmt: skip
     """Train the configured model on the configured dataset into ``config.out`` (resumable).
 
     ``fit`` re-seeds the train loader's sampler every epoch from (seed, epoch), so resumed runs see the same data.
     Under ``torchrun`` each rank loads its shard of the train and test sets (``config.batch_size`` is the global
-    batch; see :mod:`snnconv.distributed`).
+    batch; see :mod:`snnconv.distributed`). The run directory is checked and locked before any work
+    (``snnconv.rundir``; ``overwrite=True`` moves another run's files aside).
     """
     distributed.init(resolve_device(config.device))
     saved = Path(config.out) / "config.json"
     if resume and config.dropout is None and saved.is_file():  # a run from before `dropout` was recorded
         config = dataclasses.replace(config, dropout=TrainConfig.from_dict(json.loads(saved.read_text())).dropout)
+    with claim_run_dir(config.out, config.to_dict(), resume=resume, overwrite=overwrite):
+        return _train_run(config, resume, root, extra_loss)
+
+
+def _train_run(config: TrainConfig, resume: bool, root: str | os.PathLike | None, extra_loss) -> dict:
     shard = distributed.shard_kwargs(config.batch_size)
     seed_everything(config.seed)
     model = build_model(config)
@@ -110,9 +118,14 @@ def load_run(run_dir: str | os.PathLike, which: str = "last") -> tuple[nn.Module
         found = ", ".join(sorted(p.name for p in run.glob("*.pt"))) if run.is_dir() else "no such directory"
         raise CheckpointError(f"{path} not found ({found}); train first: snnconv train ... --out {run}")
     ckpt = load_checkpoint(path, kind=(KIND_MODEL, KIND_TRAIN))
-    config = TrainConfig.from_dict(ckpt["config"])
-    model = build_model(config)
-    load_model_state(model, ckpt["model"], source=str(path), saved_model=config.model, model_name=config.model)
+    config, state = checked_contents(ckpt, path)
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):  # shapes only: no memory, no RNG draws
+        shapes = build_model(config)
+    load_model_state(shapes, state, source=str(path), saved_model=config.model, model_name=config.model,
+                     check_only=True)  # fmt: skip
+    model = build_model(config)  # as large as the checkpoint's own tensors
+    load_model_state(model, state, source=str(path), saved_model=config.model, model_name=config.model)
+    refuse_nonfinite(model, path)
     return model.to(resolve_device("cpu")).eval(), config
 
 
@@ -125,6 +138,30 @@ def run_options(config: TrainConfig, method: str, options: dict | None = None) -
     if method == "bitserial":
         out.setdefault("extra_steps", config.extra_steps)
     return out
+
+
+def refuse_nonfinite(model: nn.Module, path: Path) -> None:
+    """A ``CheckpointError`` naming the first tensor of ``model`` (just loaded from ``path``) with NaN/Inf values."""
+    bad = nonfinite_tensors(model)
+    if bad:
+        raise CheckpointError(f"{path}: {describe_nonfinite(bad)}; the file is damaged or was written by a broken "
+                              "run: use another checkpoint (--checkpoint best/last) or retrain")  # fmt: skip
+
+
+def checked_contents(ckpt: dict, path: Path) -> tuple[TrainConfig, dict]:
+    """A checkpoint's config (validated, bounded) and state dict, or a ``CheckpointError`` naming what is missing."""
+    missing = [k for k in ("config", "model") if not isinstance(ckpt.get(k), dict)]
+    if missing:
+        raise CheckpointError(f"{path} has no {' or '.join(repr(k) for k in missing)} entry (a dict); it was not "
+                              "written by snnconv train, or is damaged")  # fmt: skip
+    try:
+        config = TrainConfig.from_dict(ckpt["config"])
+    except SnnconvError as e:
+        raise CheckpointError(f"{path}: its config is invalid ({e})") from None
+    state = ckpt["model"]
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{path}: its 'model' entry is not a state dict (str -> tensor)")
+    return config, state
 
 
 def evaluate_run(

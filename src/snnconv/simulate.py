@@ -38,7 +38,7 @@ import torch.fx as fx
 from torch import Tensor, nn
 
 from snnconv.convert.network import SpikingNetwork
-from snnconv.errors import SimulationError, all_positive, count_not_positive
+from snnconv.errors import SimulationError
 from snnconv.fold_plan import (
     CANDIDATES,
     FOLD_BYTES,
@@ -47,6 +47,7 @@ from snnconv.fold_plan import (
     Stage,
     distinct_budgets,
     known_sizes,
+    plan_stages,
     remember_sizes,
 )
 from snnconv.fold_plan import plan_stages as _plan_stages
@@ -55,9 +56,9 @@ from snnconv.layers.analog import AnalogStage
 from snnconv.layers.bitserial import StepBias
 from snnconv.layers.neuron import SpikingNeuron
 from snnconv.layers.temporal import TimeAware
+from snnconv.sim_checks import check_memory, sample_sizes, validate, validate_network
 
 Schedule = Literal["layer", "step"]
-SCHEDULES: tuple[str, ...] = ("layer", "step")
 Layout = Literal["auto", "nchw", "channels_last"]
 LAYOUTS: tuple[str, ...] = ("auto", "nchw", "channels_last")
 __all__ = ["FOLD_BYTES", "FOLD_BYTES_GPU", "SimResult", "simulate", "tune_fold_bytes"]
@@ -260,70 +261,6 @@ def _timed(mod: Any) -> bool:
     return isinstance(mod, (SpikingNeuron, TimeAware))
 
 
-def _validate_network(snn: Any) -> None:
-    if not isinstance(snn, SpikingNetwork):
-        raise SimulationError(
-            f"simulate: snn must be a SpikingNetwork, got {type(snn).__name__}; convert the ANN first: "
-            "snn = snnconv.convert(ann)"
-        )
-
-
-def _validate(
-    snn: SpikingNetwork, program: _Program, x: Tensor, T: int, schedule: str, chunk: int | str | None
-) -> None:
-    if not isinstance(x, Tensor):
-        raise SimulationError(f"simulate: x must be a tensor, got {type(x).__name__}")
-    if not isinstance(T, int) or isinstance(T, bool) or T < 1:
-        raise SimulationError(f"simulate: T must be a positive integer number of time steps, got {T!r}")
-    if schedule not in SCHEDULES:
-        raise SimulationError(f"simulate: schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
-    if chunk is not None and chunk != "auto" and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
-        raise SimulationError(f"simulate: chunk must be a positive integer, 'auto' or None, got {chunk!r}")
-    if x.dim() < 2 or x.shape[0] == 0:
-        raise SimulationError(f"simulate: x must be a non-empty batch [B, ...], got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise SimulationError(f"simulate: x must be a floating-point tensor, got {x.dtype}")
-    if not bool(torch.isfinite(x).all()):
-        bad = int((~torch.isfinite(x)).sum())
-        raise SimulationError(f"simulate: x contains {bad} non-finite values (NaN/Inf); clean the input first")
-    p = next(iter(snn.parameters()), None)
-    p = p if p is not None else next(iter(snn.buffers()), None)
-    if p is not None and (p.dtype != x.dtype or p.device != x.device):
-        raise SimulationError(
-            f"simulate: x is {x.dtype} on {x.device} but the network is {p.dtype} on {p.device}; "
-            f"move one of them (e.g. snn.to(x.dtype) or x.to({p.dtype}))"
-        )
-    _check_neurons(program)
-    if not program.causal and (schedule == "step" or (isinstance(chunk, int) and chunk < T)):
-        raise SimulationError(
-            "simulate: this network's neurons (or analog stages) fire only after integrating all T inputs "
-            "(accumulate-then-fire); use schedule='layer' without chunk"
-        )
-
-
-#: neuron buffers that must be finite and > 0 (IF/Ca-LIF thresholds, bit-serial spike values)
-_POSITIVE_BUFFERS = ("threshold", "step_values")
-
-
-def _check_neurons(program: _Program) -> None:
-    """A threshold edited (or loaded) to <= 0, NaN or Inf would silently give wrong spikes: refuse it."""
-    for node in program.neuron_nodes:
-        name, mod = node.target, program.modules[node.target]
-        for key in _POSITIVE_BUFFERS:
-            value = getattr(mod, key, None)
-            if not isinstance(value, Tensor) or not value.is_floating_point():
-                continue
-            if all_positive(value):
-                continue
-            bad = count_not_positive(value)
-            if bad:
-                raise SimulationError(
-                    f"simulate: spiking layer '{name}' ({type(mod).__name__}) has {bad} {key} value(s) "
-                    f"that are not finite and > 0 (min {float(value.min()):.4g}); a neuron with θ <= 0 fires on "
-                    "every step: convert the ANN again instead of editing thresholds, or fix them"
-                )
-
-
 @torch.no_grad()
 def simulate(
     snn: SpikingNetwork,
@@ -342,12 +279,12 @@ def simulate(
     ``resolve_layout``), ``"nchw"`` (as they come) or ``"channels_last"``. Results agree to float rounding across
     layouts; within one layout both schedules and every chunking give identical results.
     """
-    _validate_network(snn)
+    validate_network(snn)
     if layout not in LAYOUTS:
         raise SimulationError(f"simulate: layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     layout = resolve_layout(layout, x.device) if isinstance(x, Tensor) else layout  # non-tensors: _validate says
     program = _Program(snn.graph, layout)
-    _validate(snn, program, x, T, schedule, chunk)
+    validate(snn, program, x, T, schedule, chunk)
     B = x.shape[0]
     if schedule == "step":
         steps_per_run = 1
@@ -357,6 +294,9 @@ def simulate(
         steps_per_run = 0  # planned after step 1 (below)
     else:
         steps_per_run = chunk
+    if fold_bytes is None:
+        fold_bytes = FOLD_BYTES if x.device.type == "cpu" else FOLD_BYTES_GPU
+    _check_memory(snn, program, x, T, steps_per_run, fold_bytes, chunk if schedule == "layer" else "step")
     states: dict[str, Any] = {}
     counts: dict[str, Tensor] = {n.target: x.new_zeros(T) for n in program.neuron_nodes} if record else {}
     neurons: dict[str, int] = {}
@@ -409,8 +349,6 @@ def simulate(
             outputs.append(run_nodes(program.nodes, dict(static_cache), 0, 1, sizes)["__output__"])
             first = 1
             remember_sizes(snn, program, key, sizes)
-        if fold_bytes is None:
-            fold_bytes = FOLD_BYTES if x.device.type == "cpu" else FOLD_BYTES_GPU
         stages = _plan_stages(program, sizes, fold_bytes, T - first) if T > first else []
     else:
         stages = [Stage(program.nodes, steps_per_run, frozenset())]
@@ -444,6 +382,24 @@ def simulate(
     total = torch.cat(outputs, dim=0)  # (T, B, K) output currents
     t = torch.arange(1, T + 1, dtype=total.dtype, device=total.device).view(T, *([1] * (total.dim() - 1)))
     return SimResult(logits=total.cumsum(0) / t, spike_counts=counts, neurons=neurons, batch_size=B)
+
+
+def _check_memory(snn: SpikingNetwork, program: _Program, x: Tensor, T: int, steps_per_run: int, fold_bytes: int,
+                  chunk: Any) -> None:  # fmt: skip
+    """Refuse (``sim_checks.check_memory``) a run that would not fit in memory, with the steps each value folds:
+    ``steps_per_run``, or (``chunk="auto"``, 0) the chunks the fold plan would give."""
+    found = sample_sizes(snn, program, x)
+    if found is None:
+        return
+    per_sample, out_bytes = found
+    B = x.shape[0]
+    if steps_per_run:
+        chunks = dict.fromkeys(program.nodes, min(steps_per_run, T))
+    else:
+        # fold_plan's own function: ``_plan_stages`` is the engine's (tests count the plans it makes)
+        plan = plan_stages(program, {n: per_sample.get(n.name, 0) * B for n in program.nodes}, fold_bytes, T)
+        chunks = {n: stage.chunk for stage in plan for n in stage.nodes}
+    check_memory(program, per_sample, out_bytes, x, T, chunks, chunk)
 
 
 def tune_fold_bytes(

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from snnconv import jsonio
 from snnconv._deps import tqdm
-from snnconv.checkpoint import atomic_write
 from snnconv.errors import SnnconvError
 from snnconv.train import _RUNTIME_KEYS, TrainConfig
 
@@ -42,7 +42,7 @@ def cell_name(levels: int, wq: float) -> str:
 
 
 def _write_json(path: Path, data: object) -> None:
-    atomic_write(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
+    jsonio.write(path, data)
 
 
 def _comparable(spec: dict) -> dict:

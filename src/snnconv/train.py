@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import random
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from snnconv import distributed
+from snnconv import distributed, jsonio
 from snnconv._deps import tqdm
 from snnconv.checkpoint import (
     KIND_MODEL,
@@ -43,21 +43,22 @@ from snnconv.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from snnconv.device import resolve_device
 from snnconv.errors import CheckpointError, SnnconvError, TrainingDiverged
 from snnconv.functional.bitserial import EXTRA_STEPS
 from snnconv.functional.calif import check_max_spikes
 from snnconv.functional.regularizer import FORMS
 from snnconv.layers.act import ACT_KINDS
 from snnconv.layers.calibrated import COS_SHIFTS
+from snnconv.limits import check_train_bounds
 from snnconv.metrics_log import LOG_KINDS, RunLog
+from snnconv.resume import check_best, load_last, restore_history
+from snnconv.rundir import CONVERSION_KEYS, RUNTIME_KEYS, claim_run_dir
 from snnconv.threshold_events import ThresholdMonitor
 
 ACTS = ACT_KINDS
 OPTIMIZERS = ("sgd", "adam")
-#: conversion defaults a run records for its evaluation (issue 19); training ignores them and a resumed run keeps
-#: the values it was started with
-CONVERSION_KEYS = frozenset({"extra_steps", "cos_shift", "max_spikes_per_step"})
-_RUNTIME_KEYS = frozenset({"out", "device", "num_workers", "amp", "log"}) | CONVERSION_KEYS  # may change on resume
+_RUNTIME_KEYS = RUNTIME_KEYS  # may change between resumes (includes the conversion defaults, CONVERSION_KEYS)
 #: what a config written before a key existed means by its absence: the behaviour of that time
 LEGACY_DEFAULTS: dict[str, Any] = {"extra_steps": "pad", "cos_shift": "theta", "max_spikes_per_step": None}
 
@@ -105,21 +106,20 @@ class TrainConfig:
             raise SnnconvError(f"TrainConfig: act must be one of {ACTS}, got {self.act!r}")
         if self.optimizer not in OPTIMIZERS:
             raise SnnconvError(f"TrainConfig: optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        for name in ("levels", "epochs", "batch_size"):
+        for name in ("epochs", "batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise SnnconvError(f"TrainConfig: {name} must be a positive integer, got {getattr(self, name)!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise SnnconvError(f"TrainConfig: seed must be a non-negative integer, got {self.seed!r}")
-        if not self.lr > 0:
-            raise SnnconvError(f"TrainConfig: lr must be > 0, got {self.lr!r}")
+        if not self.lr > 0 or not math.isfinite(self.lr):  # `not >` also catches NaN
+            raise SnnconvError(f"TrainConfig: lr must be > 0 and finite, got {self.lr!r}")
+        if self.log not in LOG_KINDS:
+            raise SnnconvError(f"TrainConfig: log must be one of {LOG_KINDS}, got {self.log!r}")
+        check_train_bounds(self)
         if self.dropout is not None and not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise SnnconvError(f"TrainConfig: dropout must be in [0, 1) or None, got {self.dropout!r}")
         if not (isinstance(self.warmup_epochs, (int, float)) and 0 <= self.warmup_epochs <= self.epochs):
             raise SnnconvError(
                 f"TrainConfig: warmup_epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs!r}"
             )
-        if self.log not in LOG_KINDS:
-            raise SnnconvError(f"TrainConfig: log must be one of {LOG_KINDS}, got {self.log!r}")
         for name, allowed in (("qcfs_reg_form", FORMS), ("extra_steps", EXTRA_STEPS), ("cos_shift", COS_SHIFTS)):
             if getattr(self, name) not in allowed:
                 raise SnnconvError(f"TrainConfig: {name} must be one of {', '.join(allowed)}, "
@@ -132,11 +132,18 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         """A saved config; keys it lacks get ``LEGACY_DEFAULTS`` (what they meant then), else today's default."""
+        if not isinstance(d, dict):
+            raise SnnconvError(f"TrainConfig: expected a dict of settings, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise SnnconvError(f"TrainConfig: unknown keys {unknown}; known keys: {sorted(known)}")
-        return cls(**_legacy(d))
+        d = _legacy(d)
+        missing = sorted(f.name for f in dataclasses.fields(cls) if f.name not in d
+                         and f.default is dataclasses.MISSING)  # fmt: skip
+        if missing:
+            raise SnnconvError(f"TrainConfig: missing keys {missing}")
+        return cls(**d)
 
 
 def _saved_config(d: dict) -> dict:
@@ -170,10 +177,6 @@ def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(int(state[0]) << 32 | int(state[1]))
     return g
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -307,6 +310,7 @@ def fit(
     resume: bool = False,
     extra_loss: Callable[[nn.Module, Tensor, Tensor], Tensor] | None = None,
     callbacks: Sequence[Callable[[dict], bool | None]] = (),
+    overwrite: bool = False,
 ) -> dict:
     """Train ``model`` for ``config.epochs`` epochs; write last.pt, best.pt, metrics.jsonl, metrics.csv to ``out_dir``.
 
@@ -320,10 +324,27 @@ def fit(
     (``make_loader(..., rank=, world_size=)`` or a ``DistributedSampler``; a callable must shard itself and yield
     the same number of batches on every rank); the model is wrapped in ``DistributedDataParallel``, metrics are
     summed over ranks, callbacks run on every rank (a stop on any rank stops all) and only rank 0 writes files.
+
+    The run directory is held exclusively while ``fit`` runs and a fresh run refuses one holding other files unless
+    ``overwrite=True``, which moves them aside first (:func:`snnconv.rundir.open_run_dir`).
     """
     device = distributed.init(resolve_device(config.device))  # joins the torchrun process group, if any
-    out = Path(out_dir if out_dir is not None else config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = out_dir if out_dir is not None else config.out
+    with claim_run_dir(out, config.to_dict(), resume=resume, overwrite=overwrite):
+        return _fit(model, train_loader, test_loader, config, Path(out), device, resume, extra_loss, callbacks)
+
+
+def _fit(
+    model: nn.Module,
+    train_loader: Any,
+    test_loader: Iterable,
+    config: TrainConfig,
+    out: Path,
+    device: torch.device,
+    resume: bool,
+    extra_loss: Callable[[nn.Module, Tensor, Tensor], Tensor] | None,
+    callbacks: Sequence[Callable[[dict], bool | None]],
+) -> dict:
     last, best, metrics_path = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
     rank, world = distributed.rank(), distributed.world_size()
     main = rank == 0
@@ -335,50 +356,33 @@ def fit(
     monitor = ThresholdMonitor(model)
     warmup = Warmup(config.warmup_epochs, train_loader)
     runlog = RunLog(out, config.log) if main else None
+    run_id = uuid.uuid4().hex  # os.urandom: the seeded generators are not touched
     if resume:
-        if not last.is_file():
-            raise CheckpointError(f"cannot resume: {last} does not exist; run without resume to start fresh")
-        ckpt = load_checkpoint(last, kind=KIND_TRAIN)
-        saved = _saved_config(ckpt["config"])
-        diff = [
-            f"{k}: {saved.get(k)!r} -> {cfg.get(k)!r}"
-            for k in sorted(set(cfg) | set(saved))
-            if k not in _RUNTIME_KEYS and saved.get(k) != cfg.get(k)
-        ]
-        if diff:
-            raise CheckpointError(
-                f"cannot resume {last}: the config differs ({'; '.join(diff)}); "
-                "resume with the same settings or start a new run directory"
-            )
+        ckpt = load_last(out, cfg, saved_config=_saved_config)
+        check_best(out, ckpt)
         restore_training_state(ckpt, model, optimizer, scheduler, source=str(last))
+        saved = _saved_config(ckpt["config"])
         cfg.update({k: saved[k] for k in CONVERSION_KEYS})  # the run keeps the conversion defaults it started with
         start, best_acc, best_epoch = ckpt["epoch"], ckpt["best_acc"], ckpt["best_epoch"]
         monitor = ThresholdMonitor(model, ckpt.get("threshold_events"))
+        run_id = ckpt.get("run_id") or run_id
         if rank > 0:  # each rank continues its own RNG streams (a fresh one if the world size changed)
             ranks = ckpt.get("rng_ranks") or []
             if len(ranks) == world:
                 set_rng_state(ranks[rank])
             else:
                 seed_everything(distributed.rank_seed(config.seed, rank, start))
-        if metrics_path.exists():  # drop lines of epochs that never reached last.pt
-            lines = [json.loads(s) for s in metrics_path.read_text().splitlines() if s.strip()]
-            history = [m for m in lines if m["epoch"] <= start]
-        if ckpt.get("metrics") and (not history or history[-1]["epoch"] < start):
-            history.append(ckpt["metrics"])  # crash between last.pt and the metrics line
+        history = restore_history(out, ckpt)
         if main:
-            _write_text(metrics_path, "".join(json.dumps(m) + "\n" for m in history))
+            _write_metrics(metrics_path, history)
             if best_epoch == start and best_epoch > 0 and _saved_epoch(best) != best_epoch:
                 save_checkpoint(best, _model_payload(ckpt), kind=KIND_MODEL)  # crash between last.pt and best.pt
     else:
-        if last.exists():
-            raise CheckpointError(
-                f"{out} already holds a run ({last}); resume it (--resume / resume=True) or choose another out dir"
-            )
         seed_everything(config.seed if rank == 0 else distributed.rank_seed(config.seed, rank))
         if main:
             metrics_path.unlink(missing_ok=True)
     if main:
-        _write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
+        _write_text(out / "config.json", jsonio.dumps(cfg, clean=False, indent=2) + "\n")
         runlog.start(history, model, resume=resume)
     net = model
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
@@ -467,6 +471,8 @@ def fit(
                     "config": cfg,
                     "metrics": metrics,
                     "threshold_events": monitor.events,
+                    "history": [*history, metrics],  # metrics.jsonl is rebuilt from it on resume
+                    "run_id": run_id,
                 }
                 if rngs is not None:
                     payload["rng_ranks"] = rngs
@@ -474,8 +480,7 @@ def fit(
                 if improved:
                     save_checkpoint(best, _model_payload(payload), kind=KIND_MODEL)
                 monitor.write(out)
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps(metrics) + "\n")
+                _write_metrics(metrics_path, [*history, metrics])  # atomically: no torn line
                 runlog.log(metrics, model)
             distributed.barrier()  # the other ranks wait until rank 0 has written the epoch
             saved_epoch = epoch + 1
@@ -506,7 +511,11 @@ def fit(
 
 
 def _model_payload(p: dict) -> dict:
-    return {k: p[k] for k in ("model", "config", "epoch", "best_acc", "metrics") if k in p}
+    return {k: p[k] for k in ("model", "config", "epoch", "best_acc", "metrics", "run_id") if k in p}
+
+
+def _write_metrics(path: Path, history: list[dict]) -> None:
+    _write_text(path, "".join(jsonio.dumps(m) + "\n" for m in history))
 
 
 def _saved_epoch(path: Path) -> int | None:

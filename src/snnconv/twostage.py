@@ -30,14 +30,15 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from snnconv import distributed
+from snnconv import distributed, jsonio
 from snnconv.checkpoint import KIND_MODEL, KIND_TRAIN, load_checkpoint, load_model_state
 from snnconv.convert.trace import trace
 from snnconv.data import dataset_info, make_loader
 from snnconv.errors import CheckpointError, SnnconvError
 from snnconv.functional.regularizer import QCFSRegularizer
 from snnconv.layers.qcfs import QCFS, inverse_softplus
-from snnconv.runs import build_model, load_run, test_loader, train_run
+from snnconv.rundir import claim_run_dir
+from snnconv.runs import build_model, checked_contents, load_run, refuse_nonfinite, test_loader, train_run
 from snnconv.train import TrainConfig, fit, resolve_device, seed_everything
 
 __all__ = ["exact_inverse_softplus", "load_two_stage", "qcfs_channels", "to_channelwise", "two_stage"]
@@ -174,6 +175,7 @@ def two_stage(
     root: str | os.PathLike | None = None,
     channelwise: bool = True,
     softplus: bool = True,
+    overwrite: bool = False,
 ) -> dict:
     """Algorithm 1: train layer-wise QCFS into ``<config.out>/stage1``, then (``finetune_epochs`` > 0) switch to
     channel-wise softplus thresholds and fine-tune at ``config.lr / 10`` into ``<config.out>/stage2``.
@@ -187,20 +189,29 @@ def two_stage(
         raise SnnconvError(f"two_stage: finetune_epochs must be an integer >= 0, got {finetune_epochs!r}")
     out = Path(config.out)
     s1 = dataclasses.replace(config, out=str(out / "stage1"))
-    stage1 = train_run(s1, resume=(Path(s1.out) / "last.pt").is_file(), root=root)
+    resume1 = (Path(s1.out) / "last.pt").is_file()
+    stage1 = train_run(s1, resume=resume1, root=root, overwrite=overwrite and not resume1)
     if finetune_epochs == 0:
         return {"stage1": stage1, "stage2": None, "out": s1.out}
 
     s2 = dataclasses.replace(config, act=_stage2_act(channelwise, softplus), lr=config.lr / 10,
                              epochs=finetune_epochs, out=str(out / "stage2"))  # fmt: skip
     d2 = Path(s2.out)
-    d2.mkdir(parents=True, exist_ok=True)
-    variant = {"channelwise": channelwise, "softplus": softplus, "stage1": s1.out, "finetune_epochs": finetune_epochs}
     resume = (d2 / "last.pt").is_file()
+    with claim_run_dir(d2, s2.to_dict(), resume=resume, overwrite=overwrite and not resume, markers=()):
+        stage2 = _stage2(s1, s2, channelwise, softplus, finetune_epochs, root, resume, _example(config))
+    return {"stage1": stage1, "stage2": stage2, "out": s2.out}
+
+
+def _stage2(s1: TrainConfig, s2: TrainConfig, channelwise: bool, softplus: bool, finetune_epochs: int,
+            root: str | os.PathLike | None, resume: bool, example: Tensor) -> dict:  # fmt: skip
+    """Stage 2 into the claimed directory ``s2.out``: the marker, the channel-wise model, fine-tuning."""
+    d2 = Path(s2.out)
+    variant = {"channelwise": channelwise, "softplus": softplus, "stage1": s1.out, "finetune_epochs": finetune_epochs}
     if distributed.is_main():
-        (d2 / MARKER).write_text(json.dumps(variant, indent=2) + "\n")
+        jsonio.write(d2 / MARKER, variant, clean=False)
     model, _ = load_run(s1.out, which="last")
-    model = to_channelwise(model, _example(config), channelwise=channelwise, softplus=softplus).train()
+    model = to_channelwise(model, example, channelwise=channelwise, softplus=softplus).train()
     seed_everything(s2.seed)
     shard = distributed.shard_kwargs(s2.batch_size)  # torchrun: this rank's share, batch_size / W per rank
     train = make_loader(
@@ -213,8 +224,7 @@ def two_stage(
     if s2.qcfs_reg > 0:
         reg = QCFSRegularizer(model, form=s2.qcfs_reg_form)
         extra_loss = lambda m, logits, y: s2.qcfs_reg * reg.loss()  # noqa: E731
-    stage2 = fit(model, train, test, s2, d2, resume=resume, extra_loss=extra_loss)
-    return {"stage1": stage1, "stage2": stage2, "out": s2.out}
+    return fit(model, train, test, s2, d2, resume=resume, extra_loss=extra_loss)
 
 
 def load_two_stage(run_dir: str | os.PathLike, which: str = "last") -> tuple[nn.Module, TrainConfig]:
@@ -231,8 +241,9 @@ def load_two_stage(run_dir: str | os.PathLike, which: str = "last") -> tuple[nn.
     if not path.is_file():
         raise CheckpointError(f"{path} not found; run two_stage first")
     ckpt = load_checkpoint(path, kind=(KIND_MODEL, KIND_TRAIN))
-    config = TrainConfig.from_dict(ckpt["config"])
+    config, state = checked_contents(ckpt, path)
     model = build_model(dataclasses.replace(config, act="qcfs"))
     model = to_channelwise(model, _example(config), channelwise=variant["channelwise"], softplus=variant["softplus"])
-    load_model_state(model, ckpt["model"], source=str(path), saved_model=config.model, model_name=config.model)
+    load_model_state(model, state, source=str(path), saved_model=config.model, model_name=config.model)
+    refuse_nonfinite(model, path)
     return model.to(resolve_device("cpu")).eval(), config

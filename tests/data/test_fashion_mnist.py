@@ -67,7 +67,9 @@ def test_search_order_root_then_env_then_system(tmp_path, monkeypatch):
     assert fm.find_fashion_mnist(None) == envdir
     assert len(get_dataset("fashion-mnist", train=True)) == 30  # un-gzipped files work too
     monkeypatch.delenv("SNNCONV_DATA")
-    assert fm.find_fashion_mnist(tmp_path / "nowhere") == system
+    assert fm.find_fashion_mnist(None) == system
+    with pytest.raises(DatasetNotFoundError, match="not found in the given root"):  # issue 20: no silent fall-back
+        fm.find_fashion_mnist(tmp_path / "nowhere")
 
 
 def test_missing_dataset_says_what_to_install(tmp_path, monkeypatch):

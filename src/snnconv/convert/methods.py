@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import warnings
 from collections.abc import Callable
 
 import torch.fx as fx
@@ -13,13 +14,14 @@ from snnconv.convert.check import check_convertible
 from snnconv.convert.fold_bn import fold_bn
 from snnconv.convert.network import SpikingNetwork
 from snnconv.convert.trace import set_module, trace
-from snnconv.errors import ConversionError, RegistryError, count_not_positive
+from snnconv.errors import ConversionError, RegistryError, count_not_positive, describe_nonfinite, nonfinite_tensors
 from snnconv.layers.analog import Analog, RateAnalog
 from snnconv.layers.calibrated import Calibration
 from snnconv.layers.neuron import IFNeuron
 from snnconv.layers.qcfs import QCFS
 
 Converter = Callable[..., SpikingNetwork]
+_MODE_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
 _METHODS: dict[str, Converter] = {}
 
 
@@ -141,4 +143,24 @@ def convert(ann: nn.Module, method: str = "if", **options) -> SpikingNetwork:
     fn = _METHODS[method]
     _check_options(method, fn, options)
     check_thresholds(ann)
+    bad = nonfinite_tensors(ann)
+    if bad:  # NaN membranes never fire: the SNN would report a plausible accuracy for a broken network
+        raise ConversionError(
+            f"convert: {describe_nonfinite(bad)}; an SNN of it would give plausible but meaningless accuracies: "
+            "retrain (lower the learning rate) or load a checkpoint written before the values broke"
+        )
+    _warn_training_mode(ann)
     return fn(ann, **options)
+
+
+def _warn_training_mode(ann: nn.Module) -> None:
+    """An ANN in training mode normalises with batch statistics; the SNN uses BN's running statistics (eval mode)."""
+    layers = [n for n, m in ann.named_modules() if m.training and isinstance(m, _MODE_DEPENDENT)]
+    if layers:
+        warnings.warn(
+            f"convert: the model is in training mode ({len(layers)} BatchNorm/Dropout layer(s), e.g. '{layers[0]}'), "
+            "but the SNN uses BatchNorm's running statistics and no dropout, as in eval mode: call ann.eval() "
+            "before converting, and compare the SNN with the ANN in eval mode",
+            UserWarning,
+            stacklevel=3,
+        )

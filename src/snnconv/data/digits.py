@@ -11,6 +11,7 @@ from snnconv._deps import require
 from snnconv.data.info import DatasetInfo
 from snnconv.data.memory import InMemoryDataset
 from snnconv.data.transforms import Pipeline
+from snnconv.errors import SnnconvError
 
 __all__ = ["DIGITS_SEED", "DIGITS_TEST_SIZE", "load_digits_split"]
 
@@ -44,6 +45,9 @@ def load_digits_split(train: bool) -> tuple[torch.Tensor, torch.Tensor]:
 def load_digits(
     info: DatasetInfo, *, root: str | os.PathLike | None, train: bool, pipeline: Pipeline, download: bool
 ) -> InMemoryDataset:
-    """Registry loader (``root``/``download`` unused: the data ships with scikit-learn)."""
+    """Registry loader (no files: the data ships with scikit-learn, so a ``root`` is refused, not ignored)."""
+    if root is not None:
+        raise SnnconvError(f"digits ships with scikit-learn and reads no files, but a data root was given "
+                           f"({str(root)!r}); drop root=/--data-root for this dataset")  # fmt: skip
     images, labels = load_digits_split(train)
     return InMemoryDataset(images, labels, pipeline, name=info.name, classes=[str(i) for i in range(10)])

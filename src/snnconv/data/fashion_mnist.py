@@ -28,10 +28,10 @@ _ALL_FILES = FASHION_MNIST_FILES[True] + FASHION_MNIST_FILES[False]
 
 
 def _candidates(root: str | os.PathLike | None) -> list[Path]:
-    dirs: list[Path] = []
-    if root is not None:
+    if root is not None:  # an explicit root is used or refused, never replaced by another copy (issue 20)
         r = Path(root).expanduser()
-        dirs += [r, r / "fashion-mnist"]
+        return [r, r / "fashion-mnist"]
+    dirs: list[Path] = []
     home = data_home()
     if home is not None:
         dirs.append(home / "fashion-mnist")
@@ -49,9 +49,12 @@ def _find_file(directory: Path, stem: str) -> Path | None:
 def find_fashion_mnist(root: str | os.PathLike | None = None) -> Path:
     """The first directory holding all four Fashion-MNIST IDX files (``.gz`` or not).
 
-    Search order: ``root`` (and ``root/fashion-mnist``), ``$SNNCONV_DATA/fashion-mnist``,
+    Search order: ``root`` and ``root/fashion-mnist`` when ``root`` is given (only those: a mistyped root is an
+    error, not a reason to use another copy); else ``$SNNCONV_DATA/fashion-mnist``, then
     ``/usr/share/datasets/fashion-mnist``. Raises :class:`DatasetNotFoundError` with install hints.
     """
+    if root is not None and not str(root).strip():
+        raise DatasetNotFoundError("Fashion-MNIST: root is an empty path; pass the directory holding the files")
     searched = _candidates(root)
     for d in searched:
         missing = [stem for stem in _ALL_FILES if _find_file(d, stem) is None]
@@ -63,6 +66,13 @@ def find_fashion_mnist(root: str | os.PathLike | None = None) -> Path:
                 f"(gzip or not); copy the missing file(s) there, or remove the folder to use another copy"
             )
     files = ", ".join(f + ".gz" for f in _ALL_FILES)
+    if root is not None:
+        raise DatasetNotFoundError(
+            f"Fashion-MNIST not found in the given root: looked for {files} (gzip or not) in {searched[0]} and "
+            f"{searched[1]}{'' if searched[0].is_dir() else f' ({searched[0]} does not exist)'}; fix the path, or "
+            f"drop root=/--data-root to use ${ENV_VAR}/fashion-mnist or {SYSTEM_DIR} "
+            "(sudo apt-get install dataset-fashion-mnist)"
+        )
     where = "\n".join(f"  - {d}" for d in searched)
     raise DatasetNotFoundError(
         "Fashion-MNIST not found. Looked for its four IDX files in:\n"

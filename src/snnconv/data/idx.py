@@ -7,6 +7,7 @@ then the big-endian payload, whose length must match the sizes exactly.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import struct
 import zlib
@@ -18,7 +19,10 @@ import torch
 
 from snnconv.data.errors import DatasetFormatError
 
-__all__ = ["IDX_DTYPES", "parse_idx", "read_idx"]
+__all__ = ["IDX_DTYPES", "MAX_IDX_BYTES", "parse_idx", "read_idx"]
+
+#: the most an IDX file may hold (Fashion-MNIST's largest file: 47 MB); a header declaring more is refused
+MAX_IDX_BYTES = 2**31
 
 #: IDX dtype code -> (name, big-endian numpy dtype)
 IDX_DTYPES: dict[int, tuple[str, str]] = {
@@ -65,6 +69,41 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
     return arr.astype(dtype.newbyteorder("="), copy=True)
 
 
+def declared_size(head: bytes) -> int | None:
+    """Header + payload bytes an IDX file declares in its first ``4 + 4·ndim`` bytes (None: header not complete
+    or not IDX; ``parse_idx`` says why)."""
+    if len(head) < 4 or head[:2] != b"\x00\x00" or head[2] not in IDX_DTYPES or head[3] == 0:
+        return None
+    header = 4 + 4 * head[3]
+    if len(head) < header:
+        return None
+    shape = struct.unpack(f">{head[3]}I", head[4:header])
+    return header + int(np.prod(shape, dtype=object)) * np.dtype(IDX_DTYPES[head[2]][1]).itemsize
+
+
+def _inflate(path: Path, raw: bytes) -> bytes:
+    """Decompress a gzip IDX file, never past the size its header declares (+1 byte to tell trailing data): a
+    gzip bomb stops there instead of inflating to gigabytes (issue 20)."""
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+            head = f.read(4)
+            if len(head) == 4 and head[3]:
+                head += f.read(4 * head[3])
+            size = declared_size(head)
+            if size is None:
+                return head + f.read(64)  # enough for parse_idx to say what is wrong
+            if size > MAX_IDX_BYTES:
+                raise DatasetFormatError(f"{path}: its IDX header declares {size} bytes, more than the "
+                                         f"{MAX_IDX_BYTES} an IDX dataset file may hold here")  # fmt: skip
+            data = head + f.read(size - len(head) + 1)
+            if len(data) > size:
+                raise DatasetFormatError(f"{path}: IDX file has trailing bytes: the gzip stream holds more than the "
+                                         f"{size} bytes its header declares (decompression stopped there)")  # fmt: skip
+            return data
+    except (EOFError, OSError, zlib.error) as e:
+        raise DatasetFormatError(f"{path}: corrupt or truncated gzip stream: {e}") from e
+
+
 def _read_bytes(path: Path) -> bytes:
     try:
         with open(path, "rb") as f:
@@ -72,10 +111,7 @@ def _read_bytes(path: Path) -> bytes:
     except OSError as e:
         raise DatasetFormatError(f"{path}: cannot read IDX file: {e}") from e
     if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the file name says
-        try:
-            return gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as e:
-            raise DatasetFormatError(f"{path}: corrupt or truncated gzip stream: {e}") from e
+        return _inflate(path, raw)
     return raw
 
 

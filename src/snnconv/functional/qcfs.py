@@ -12,14 +12,16 @@ channel-wise λ_c); its gradient is reduced back to its own shape. Positive repa
 
 from __future__ import annotations
 
+import math
 import struct
 
 import torch
 from torch import Tensor
 
 from snnconv import native
-from snnconv.errors import SnnconvError
+from snnconv.errors import SnnconvError, all_positive, count_not_positive
 from snnconv.functional.if_neuron import step_format
+from snnconv.limits import MAX_LEVELS
 
 __all__ = ["qcfs", "qcfs_forward", "qcfs_backward", "qcfs_levels"]
 
@@ -151,11 +153,29 @@ def qcfs(z: Tensor, threshold: Tensor | float, levels: int, shift: float = 0.5) 
     """QCFS activation with straight-through gradients for ``z`` and ``threshold`` (seed 004 Eq. 15/17).
 
     On the CPU it runs the fused C++ kernel of ``snnconv.native`` where that is built (same forward bits, one
-    pass each way), else the PyTorch autograd function below."""
-    if not isinstance(levels, int) or levels < 1:
-        raise SnnconvError(f"qcfs: levels must be a positive integer, got {levels!r}")
+    pass each way), else the PyTorch autograd function below. A threshold that is not finite and > 0 (which would
+    silently give zeros) or levels outside 1..``MAX_LEVELS`` raise ``SnnconvError``, as ``QCFS`` does."""
+    if not isinstance(levels, int) or isinstance(levels, bool) or not 1 <= levels <= MAX_LEVELS:
+        raise SnnconvError(f"qcfs: levels must be a positive integer (at most {MAX_LEVELS}), got {levels!r}")
     if not isinstance(threshold, Tensor):
-        threshold = torch.tensor(float(threshold), dtype=z.dtype, device=z.device)
+        try:
+            value = float(threshold)
+        except (TypeError, ValueError):
+            raise SnnconvError(f"qcfs: threshold must be a number or a tensor, got {threshold!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise SnnconvError(f"qcfs: threshold must be finite and > 0, got {threshold!r}")
+        threshold = torch.tensor(value, dtype=z.dtype, device=z.device)
+    elif not all_positive(threshold.detach()):
+        raise SnnconvError(
+            f"qcfs: thresholds must be finite and > 0 ({count_not_positive(threshold.detach())} are not, min "
+            f"{float(threshold.detach().min()):.4g}); parameterize them with softplus to keep them > 0"
+        )
+    return qcfs_unchecked(z, threshold, levels, shift)
+
+
+def qcfs_unchecked(z: Tensor, threshold: Tensor, levels: int, shift: float = 0.5) -> Tensor:
+    """``qcfs`` without the argument checks, for the ``QCFS`` module (which checks its threshold on its own terms:
+    at construction, and with a warning during training)."""
     if native.fits(z, threshold) and native.available():
         return torch.ops.snnconv.qcfs.default(z, threshold, levels, float(shift))
     return _QCFSFunction.apply(z, threshold, levels, float(shift))

@@ -16,15 +16,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from snnconv.errors import SnnconvError
-from snnconv.functional.qcfs import qcfs
+from snnconv.functional.qcfs import qcfs_unchecked
 from snnconv.layers.channels import channel_view
+from snnconv.limits import MAX_LEVELS
 
 Positive = Literal["none", "softplus"]
 
 
 def inverse_softplus(y: float | Tensor) -> Tensor:
     """λ with softplus(λ) = y (y > 0), computed stably."""
-    y = torch.as_tensor(y, dtype=torch.get_default_dtype())
+    device = y.device if isinstance(y, Tensor) else "cpu"  # a number: on the CPU even under torch.device("meta")
+    y = torch.as_tensor(y, dtype=torch.get_default_dtype(), device=device)
     return y + torch.log(-torch.expm1(-y))
 
 
@@ -44,6 +46,8 @@ class QCFS(nn.Module):
         super().__init__()
         if not isinstance(levels, int) or levels < 1:
             raise SnnconvError(f"QCFS: levels must be a positive integer, got {levels!r}")
+        if levels > MAX_LEVELS:
+            raise SnnconvError(f"QCFS: levels must be at most {MAX_LEVELS}, got {levels}")
         if positive not in ("none", "softplus"):
             raise SnnconvError(f"QCFS: positive must be 'none' or 'softplus', got {positive!r}")
         if not (math.isfinite(float(threshold)) and threshold > 0):
@@ -76,7 +80,7 @@ class QCFS(nn.Module):
                 RuntimeWarning,
                 stacklevel=2,
             )
-        return qcfs(z, channel_view(theta, z.dim()), self.levels, self.shift)
+        return qcfs_unchecked(z, channel_view(theta, z.dim()), self.levels, self.shift)
 
     def extra_repr(self) -> str:
         kind = f"channels={self.threshold.numel()}" if self.per_channel else "layer-wise"

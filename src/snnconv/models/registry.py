@@ -15,6 +15,7 @@ from torch import nn
 
 from snnconv.errors import RegistryError, SnnconvError
 from snnconv.layers.act import ActFactory, make_act
+from snnconv.limits import MAX_CHANNELS, MAX_CLASSES, MAX_INPUT_SIZE, MAX_WIDTH
 
 
 class ModelBuilder(Protocol):
@@ -93,20 +94,22 @@ def create(
 
 def scale(channels: int, width: float) -> int:
     """``channels * width`` rounded, at least 1 (timm-style width multiplier)."""
-    if not (math.isfinite(width) and width > 0):
-        raise SnnconvError(f"width must be a finite multiplier > 0 (e.g. 0.25, 1.0), got {width}")
+    if not (math.isfinite(width) and 0 < width <= MAX_WIDTH):
+        raise SnnconvError(f"width must be a finite multiplier > 0 and <= {MAX_WIDTH:g} (e.g. 0.25, 1.0), got {width}")
     return max(1, int(round(channels * width)))
 
 
 def check_input(num_classes: int, in_channels: int, input_size: int) -> None:
     """Reject non-positive sizes early with a readable message."""
-    for key, value in (
-        ("num_classes", num_classes),
-        ("in_channels", in_channels),
-        ("input_size", input_size),
+    for key, value, most in (
+        ("num_classes", num_classes, MAX_CLASSES),
+        ("in_channels", in_channels, MAX_CHANNELS),
+        ("input_size", input_size, MAX_INPUT_SIZE),
     ):
         if not isinstance(value, int) or value < 1:
             raise SnnconvError(f"{key} must be a positive integer, got {value!r}")
+        if value > most:
+            raise SnnconvError(f"{key} must be at most {most} (snnconv.limits), got {value}")
 
 
 def init_weights(model: nn.Module) -> nn.Module:
