@@ -11,7 +11,8 @@ momentum 0.9, weight decay 5e-4, random crop (padding 2) + horizontal flip) foll
   each uint8 image, ``DataLoader(batch_size=128, shuffle=True)``, ``zero_grad / loss.backward / step``, NCHW, and
   an evaluation under ``torch.no_grad`` with the same batch size;
 * ``fit``: ``snnconv.train.fit`` with ``snnconv.data.make_loader`` as ``snnconv train`` runs it (checkpoints,
-  metrics files, threshold monitor and all).
+  metrics files, threshold monitor and all);
+* ``fit-nhwc``: the same with ``channels_last=True`` (``snnconv train --channels-last``).
 
 Both train the same registry model from the same initial weights. The setups are interleaved within every repeat
 (``_timing.interleaved``); the speed-up is the median over repeats of the per-repeat time ratio plain / fit, with
@@ -54,11 +55,11 @@ class TutorialDataset(Dataset):
         return self.transform(self.images[i]), self.labels[i]
 
 
-def _config(model: str, images: int):
+def _config(model: str, images: int, **overrides):
     from snnconv.train import TrainConfig
 
     return TrainConfig(model=model, dataset="fashion-mnist", width=WIDTHS[model], epochs=1, batch_size=128,
-                       subset=images, device="cpu", log="none")  # fmt: skip
+                       subset=images, device="cpu", log="none", **overrides)  # fmt: skip
 
 
 def plain_epoch(model: str, args: argparse.Namespace) -> Callable[[], None]:
@@ -91,12 +92,12 @@ def plain_epoch(model: str, args: argparse.Namespace) -> Callable[[], None]:
     return run
 
 
-def fit_epoch(model: str, args: argparse.Namespace) -> Callable[[], None]:
+def fit_epoch(model: str, args: argparse.Namespace, **overrides) -> Callable[[], None]:
     from snnconv.data import make_loader
     from snnconv.runs import build_model
     from snnconv.train import fit
 
-    config = _config(model, args.images)
+    config = _config(model, args.images, **overrides)
     train = make_loader("fashion-mnist", 128, shuffle=True, train=True, subset=args.images, augment=True)
     test = make_loader("fashion-mnist", 256, shuffle=False, train=False, subset=args.test_images)
 
@@ -119,16 +120,19 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     results = []
-    print(f"{'model':10s} {'plain s':>8s} {'fit s':>8s} {'plain img/s':>11s} {'fit img/s':>9s}  speed-up [quartiles]")
+    print(f"{'model':10s} {'setup':9s} {'s/repeat':>8s} {'img/s':>6s}  speed-up vs plain [quartiles]")
     for model in args.models.split(","):
-        r = interleaved({"plain": plain_epoch(model, args), "fit": fit_epoch(model, args)}, args.repeats)
-        sec = r["seconds"]
-        speedup, q = r["ratio"]["plain"]["fit"], r["quartiles"]["plain"]["fit"]
-        n = args.images + args.test_images
-        print(f"{model:10s} {sec['plain']:8.1f} {sec['fit']:8.1f} {n / sec['plain']:11.0f} {n / sec['fit']:9.0f}  "
-              f"{spread(speedup, q, 2)}")  # fmt: skip
+        setups = {"plain": plain_epoch(model, args), "fit": fit_epoch(model, args),
+                  "fit-nhwc": fit_epoch(model, args, channels_last=True)}  # fmt: skip
+        r = interleaved(setups, args.repeats)
+        sec, n = r["seconds"], args.images + args.test_images
+        speedup = {k: r["ratio"]["plain"][k] for k in setups if k != "plain"}
+        quartiles = {k: r["quartiles"]["plain"][k] for k in speedup}
+        for k in setups:
+            ratio = spread(speedup[k], quartiles[k], 2) if k in speedup else ""
+            print(f"{model:10s} {k:9s} {sec[k]:8.1f} {n / sec[k]:6.0f}  {ratio}")
         results.append({"model": model, "width": WIDTHS[model], "seconds": sec, "speedup": speedup,
-                        "speedup_quartiles": q, "images": args.images, "test_images": args.test_images,
+                        "speedup_quartiles": quartiles, "images": args.images, "test_images": args.test_images,
                         "raw": r["raw"]})  # fmt: skip
     path = write_json("train_throughput.json", {**machine(args.threads), "repeats": args.repeats}, results)
     print(f"wrote {path}")

@@ -45,6 +45,7 @@ def _config(args: argparse.Namespace):
         qcfs_reg=args.qcfs_reg, qcfs_reg_form=args.qcfs_reg_form, sparsity=args.sparsity, init_from=args.init_from,
         init_percentile=args.init_percentile, augment=not args.no_augment, autoaugment=args.autoaugment,
         cutout=args.cutout, device=args.device, num_workers=args.num_workers, out=args.out, log=args.log,
+        channels_last=args.channels_last,
     )  # fmt: skip
 
 

@@ -158,6 +158,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--autoaugment", action="store_true")
     p.add_argument("--cutout", action="store_true")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--channels-last", action="store_true",
+                   help="NHWC weights and batches (faster convolutions on many CPUs; rounds differently)")  # fmt: skip
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument(
         "--log",
