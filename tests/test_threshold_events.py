@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import snnconv
 from snnconv.checkpoint import KIND_TRAIN, load_checkpoint
+from snnconv.errors import SnnconvError
 from snnconv.inspect import inspect_run
 from snnconv.runs import build_model
 from snnconv.threshold_events import EVENTS_FILE, ThresholdMonitor, format_events, read_events
@@ -105,3 +106,48 @@ def test_inspect_run_prints_recorded_events(tmp_path) -> None:
                                                       "recovered_epoch": None, "recovered_step": None}]))  # fmt: skip
     text = inspect_run(tmp_path, "last")
     assert "hidden.act: θ = -0.5 at epoch 3, step 17; still non-positive" in text
+
+
+def test_a_floor_holds_the_threshold_and_records_one_excursion() -> None:
+    model = two_layers()
+    mon = ThresholdMonitor(model, floor=0.01)
+    with torch.no_grad():
+        model[4].threshold.fill_(-3.0)
+    with pytest.warns(RuntimeWarning, match=r"layer '4' fell to -3.0 \(at or below the floor 0.01\) .* held at"):
+        new = mon.check(2, 5)
+    assert new == [{"layer": "4", "epoch": 2, "step": 5, "value": -3.0, "recovered_epoch": None,
+                    "recovered_step": None, "floor": 0.01}]  # fmt: skip
+    assert float(model[4].threshold.detach()) == pytest.approx(0.01) and float(model[2].threshold.detach()) == 2.0
+    assert mon.check(2, 6) == [] and len(mon.events) == 1  # held at the floor: the same excursion
+    with torch.no_grad():
+        model[4].threshold.fill_(0.3)
+    mon.check(2, 7)
+    assert mon.events[0]["recovered_step"] == 7
+    assert "(held at the floor 0.01)" in format_events(mon.events) and "back above the floor 0.01" in format_events(
+        mon.events
+    )
+
+
+@pytest.mark.parametrize("floor", [0.0, 0.05])
+def test_fit_with_a_floor_never_leaves_a_threshold_below_it(tmp_path, floor) -> None:
+    """The same push as above, every step: without a floor λ ends far below 0, with one it never leaves it."""
+    train, test = digits()
+    config = TrainConfig(model="mlp", dataset="digits", epochs=1, batch_size=100, lr=0.05, device="cpu",
+                         out=str(tmp_path), threshold_floor=floor)  # fmt: skip
+    model = two_layers()
+    with pytest.warns(RuntimeWarning, match="layer '4'"):
+        fit(model, DataLoader(train, 100), DataLoader(test, 500), config, tmp_path,
+            extra_loss=lambda m, logits, y: 50.0 * m[4].threshold)  # fmt: skip
+    lam = float(model[4].threshold)
+    if floor:
+        assert lam == pytest.approx(floor) and read_events(tmp_path)[0]["floor"] == floor
+    else:
+        assert lam < -1 and "floor" not in read_events(tmp_path)[0]
+    assert float(model[2].threshold) > 0
+
+
+def test_threshold_floor_is_checked() -> None:
+    with pytest.raises(SnnconvError, match="threshold_floor must be >= 0 and below threshold_init"):
+        TrainConfig(model="mlp", dataset="digits", threshold_floor=8.0)
+    with pytest.raises(SnnconvError, match="threshold_floor"):
+        TrainConfig(model="mlp", dataset="digits", threshold_floor=-1.0)

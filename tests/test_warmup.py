@@ -74,14 +74,17 @@ def test_cli_default_is_one_epoch_for_new_runs_and_the_runs_own_on_resume(tmp_pa
             "--threshold-init", "4", "--out", str(run)]  # fmt: skip
     assert main(argv) == 0
     assert json.loads((run / "config.json").read_text())["warmup_epochs"] == 1.0
+    assert json.loads((run / "config.json").read_text())["threshold_floor"] == 1e-3  # the CLI's floor, too
     # a run from before the option existed had no warm-up: it resumes with none
     cfg = json.loads((run / "config.json").read_text())
-    del cfg["warmup_epochs"]
+    del cfg["warmup_epochs"], cfg["threshold_floor"]
     cfg["epochs"] = 2
     (run / "config.json").write_text(json.dumps(cfg))
     ckpt = load_checkpoint(run / "last.pt", kind=KIND_TRAIN)
     assert build_parser().parse_args([*argv, "--resume"]).warmup_epochs is None
-    from snnconv.cli_args import default_warmup
+    from snnconv.cli_args import default_threshold_floor, default_warmup
+
+    assert default_threshold_floor(run, True) == 0.0 and default_threshold_floor(run, False) == 1e-3
 
     assert default_warmup(run, True, 2) == 0.0 and default_warmup(run, False, 2) == 1.0
     assert default_warmup(run, False, 1) == 1.0 and ckpt["config"]["warmup_epochs"] == 1.0

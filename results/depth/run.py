@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
 BASE = ["--dataset", "fashion-mnist", "--act", "qcfs"]
 # name -> extra `snnconv train` arguments (defaults otherwise: L = 4, SGD 0.1, cosine, wd 5e-4, crop + flip, dropout 0)
 MODELS = {"v16": "vgg16", "v11": "vgg11", "r20": "resnet20"}
@@ -46,9 +47,15 @@ EVAL_T = "1,2,4,8,16,32"
 ANALYZE_T = (1, 2, 4)
 
 
-def _run(cmd: list[str], log: Path) -> None:
+def portable(text: str, runs: Path) -> str:
+    """``text`` without this machine's paths: the run folder as ``RUNS``, the repository relative, ``snnconv``."""
+    text = text.replace(str(Path(sys.executable).with_name("snnconv")), "snnconv")
+    return text.replace(str(runs.resolve()), "RUNS").replace(str(runs), "RUNS").replace(str(ROOT) + "/", "")
+
+
+def _run(cmd: list[str], log: Path, runs: Path) -> None:
     with log.open("a") as f:
-        f.write(" ".join(cmd) + "\n")
+        f.write(portable(" ".join(cmd), runs) + "\n")
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
 
@@ -65,16 +72,16 @@ def run_arm(name: str, runs: Path, snnconv: str) -> None:
     history = (out / "metrics.jsonl").read_text().splitlines() if (out / "metrics.jsonl").is_file() else []
     if not (config and len(history) >= config["epochs"]):
         train = [snnconv, "train", *BASE, *ARMS[name], "--out", str(out)] + (["--resume"] if done.is_file() else [])
-        _run(train, log)
+        _run(train, log, runs)
     shutil.copy(out / "metrics.jsonl", res / "metrics.jsonl")
-    shutil.copy(out / "config.json", res / "config.json")
+    (res / "config.json").write_text(portable((out / "config.json").read_text(), runs))
     if not (res / "eval_if.json").is_file():
         _run([snnconv, "evaluate", str(out), "--checkpoint", "last", "--T", EVAL_T,
-              "--json", str(res / "eval_if.json")], log)  # fmt: skip
+              "--json", str(res / "eval_if.json")], log, runs)  # fmt: skip
     for T in ANALYZE_T:
         target = res / f"analyze_if_T{T}.json"
         if not target.is_file():
-            _run([snnconv, "analyze", str(out), "--checkpoint", "last", "--T", str(T), "--batches", "8"], log)
+            _run([snnconv, "analyze", str(out), "--checkpoint", "last", "--T", str(T), "--batches", "8"], log, runs)
             shutil.copy(out / f"analyze_if_T{T}.json", target)
 
 

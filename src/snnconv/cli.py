@@ -23,10 +23,12 @@ from snnconv.cli_args import (
     add_train_args,
     check_args,
     chunk,
+    default_threshold_floor,
     default_warmup,
     float_list,
     levels_list,
     positive_int,
+    run_default,
 )
 from snnconv.errors import SnnconvError
 
@@ -37,10 +39,13 @@ def _config(args: argparse.Namespace):
     warmup = args.warmup_epochs
     if warmup is None:
         warmup = default_warmup(Path(args.out), args.resume, args.epochs)
+    floor = args.threshold_floor
+    if floor is None:
+        floor = default_threshold_floor(Path(args.out), args.resume)
     return TrainConfig(
         model=args.model, dataset=args.dataset, act=args.act, levels=args.levels, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, optimizer=args.optimizer,
-        seed=args.seed, width=args.width, warmup_epochs=warmup, dropout=args.dropout,
+        seed=args.seed, width=args.width, warmup_epochs=warmup, threshold_floor=floor, dropout=args.dropout,
         threshold_init=args.threshold_init, subset=args.subset,
         qcfs_reg=args.qcfs_reg, qcfs_reg_form=args.qcfs_reg_form, sparsity=args.sparsity, init_from=args.init_from,
         init_percentile=args.init_percentile, augment=not args.no_augment, autoaugment=args.autoaugment,
@@ -215,7 +220,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = TrainConfig(
         model="vgg11", dataset="fashion-mnist", act="qcfs", levels=4, epochs=args.epochs, batch_size=128,
         lr=0.05, width=0.25, threshold_init=4.0, seed=args.seed, subset=args.subset, out=str(out),
-        warmup_epochs=default_warmup(out, resume, args.epochs),
+        warmup_epochs=default_warmup(out, resume, args.epochs), threshold_floor=default_threshold_floor(out, resume),
+        channels_last=bool(run_default(out, resume, "channels_last", True, False)),
     )  # fmt: skip
     started = time.perf_counter()
     print(f"[1/2] training {config.model} (width {config.width}, QCFS L={config.levels}) on Fashion-MNIST ...")

@@ -88,16 +88,40 @@ def warmup_epochs(text: str) -> float:
     return value
 
 
-def default_warmup(out: Path, resume: bool, epochs: int) -> float:
-    """1 epoch of warm-up for a new run; a resumed run keeps its own (runs from before issue 28 had none)."""
+def threshold_floor(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a threshold floor >= 0, got {text!r}") from None
+    if not (value >= 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a threshold floor >= 0, got {text!r}")
+    return value
+
+
+def run_default(out: Path, resume: bool, key: str, fresh: float, legacy: float) -> float:
+    """A flag's default: ``fresh`` for a new run; a resumed run keeps its own value (``legacy`` if its config.json
+    predates the setting)."""
     saved = out / "config.json"
     if resume and saved.is_file():
         try:
-            value = json.loads(saved.read_text()).get("warmup_epochs", 0.0)
+            return json.loads(saved.read_text()).get(key, legacy)
         except (OSError, ValueError, AttributeError):
-            value = 0.0  # a damaged config.json: the resume itself reports it
-        return value
-    return min(1.0, epochs)
+            return legacy  # a damaged config.json: the resume itself reports it
+    return fresh
+
+
+def default_warmup(out: Path, resume: bool, epochs: int) -> float:
+    """1 epoch of warm-up for a new run; a resumed run keeps its own (runs from before issue 28 had none)."""
+    return run_default(out, resume, "warmup_epochs", min(1.0, epochs), 0.0)
+
+
+#: ``snnconv train``'s threshold floor for a new run (``TrainConfig.threshold_floor``, docs/depth.md)
+THRESHOLD_FLOOR = 1e-3
+
+
+def default_threshold_floor(out: Path, resume: bool) -> float:
+    """``THRESHOLD_FLOOR`` for a new run; a resumed run keeps its own (runs from before issue 28 had none)."""
+    return run_default(out, resume, "threshold_floor", THRESHOLD_FLOOR, 0.0)
 
 
 def add_checkpoint_arg(p: argparse.ArgumentParser) -> None:
@@ -137,6 +161,13 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="linear learning-rate warm-up over this many epochs (default: 1 for a new run, the run's own with "
         "--resume; 0: none, as seed 004; docs/depth.md)",
+    )
+    p.add_argument(
+        "--threshold-floor",
+        type=threshold_floor,
+        default=None,
+        help=f"keep every plain QCFS threshold >= this after each step (default: {THRESHOLD_FLOOR:g} for a new run, "
+        "the run's own with --resume; 0: none, as seed 004; docs/depth.md)",
     )
     p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
     p.add_argument("--seed", type=int, default=0)

@@ -81,6 +81,7 @@ class TrainConfig:
     threshold_init: float = 8.0
     width: float = 1.0
     warmup_epochs: float = 0.0  # linear lr warm-up (not in seed 004; `snnconv train` defaults to 1, docs/depth.md)
+    threshold_floor: float = 0.0  # λ ← max(λ, floor) after each step (not in seed 004; the CLI's default is 1e-3)
     dropout: float | None = None  # classifier dropout of models that have one; None: the model's default
     subset: int | None = None
     amp: bool = False  # bf16 autocast, only when running on CUDA
@@ -117,6 +118,9 @@ class TrainConfig:
         check_train_bounds(self)
         if self.dropout is not None and not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise SnnconvError(f"TrainConfig: dropout must be in [0, 1) or None, got {self.dropout!r}")
+        if not (isinstance(self.threshold_floor, (int, float)) and 0 <= self.threshold_floor < self.threshold_init):
+            raise SnnconvError(f"TrainConfig: threshold_floor must be >= 0 and below threshold_init "
+                               f"({self.threshold_init}), got {self.threshold_floor!r}")  # fmt: skip
         if not (isinstance(self.warmup_epochs, (int, float)) and 0 <= self.warmup_epochs <= self.epochs):
             raise SnnconvError(
                 f"TrainConfig: warmup_epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs!r}"
@@ -364,7 +368,7 @@ def _fit(
     optimizer, cfg = make_optimizer(model, config), config.to_dict()
     scheduler = make_scheduler(optimizer, config)
     start, best_acc, best_epoch, history = 0, -1.0, 0, []
-    monitor = ThresholdMonitor(model)
+    monitor = ThresholdMonitor(model, floor=config.threshold_floor)
     warmup = Warmup(config.warmup_epochs, train_loader)
     runlog = RunLog(out, config.log) if main else None
     run_id = uuid.uuid4().hex  # os.urandom: the seeded generators are not touched
@@ -375,7 +379,7 @@ def _fit(
         saved = _saved_config(ckpt["config"])
         cfg.update({k: saved[k] for k in CONVERSION_KEYS})  # the run keeps the conversion defaults it started with
         start, best_acc, best_epoch = ckpt["epoch"], ckpt["best_acc"], ckpt["best_epoch"]
-        monitor = ThresholdMonitor(model, ckpt.get("threshold_events"))
+        monitor = ThresholdMonitor(model, ckpt.get("threshold_events"), floor=config.threshold_floor)
         run_id = ckpt.get("run_id") or run_id
         if rank > 0:  # each rank continues its own RNG streams (a fresh one if the world size changed)
             ranks = ckpt.get("rng_ranks") or []
