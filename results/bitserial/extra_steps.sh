@@ -6,13 +6,7 @@
 # Then: python results/bitserial/table.py
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-S=${SNNCONV:-.venv/bin/snnconv}
-OUT=results/bitserial
-train() {  # train, or finish a run a previous call left part-way (a finished run is a no-op)
-  local out=$1; shift
-  if [ -f $out/last.pt ]; then $S train "$@" --out $out --resume; else $S train "$@" --out $out; fi
-}
-COMMON="--dataset fashion-mnist --epochs 3 --subset 20000 --optimizer adam --lr 0.002 --weight-decay 0 --threshold-init 4 --batch-size 128"
+source results/bitserial/common.sh
 for name in ${MODELS:-small_cnn}; do
   M=$name; [ $name = vgg16 ] && M="vgg16 --width 0.25"
   for T in 2 3 4; do

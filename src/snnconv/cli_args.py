@@ -39,14 +39,25 @@ def levels_list(text: str) -> list[int]:
     return values
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _parsed(convert: Callable[[str], Any], ok: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
+    """An argparse type: ``convert(text)`` where ``ok`` holds, else "expected <what>, got '<text>'"."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = _parsed(int, lambda v: v >= 1, "a positive integer")
+fraction = _parsed(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+warmup_epochs = _parsed(float, lambda v: 0 <= v < math.inf, "a number of epochs >= 0")
+threshold_floor = _parsed(float, lambda v: 0 <= v < math.inf, "a threshold floor >= 0")
 
 
 def chunk(text: str) -> int | str:
@@ -66,36 +77,6 @@ def ablations(text: str) -> list[str]:
     if bad:
         raise argparse.ArgumentTypeError(f"unknown ablation {bad[0]!r}; choose from {', '.join(ABLATIONS)} or 'all'")
     return names
-
-
-def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
-
-
-def warmup_epochs(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of epochs >= 0, got {text!r}") from None
-    if not (value >= 0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a number of epochs >= 0, got {text!r}")
-    return value
-
-
-def threshold_floor(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a threshold floor >= 0, got {text!r}") from None
-    if not (value >= 0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a threshold floor >= 0, got {text!r}")
-    return value
 
 
 def run_default(out: Path, resume: bool, key: str, fresh: float, legacy: float) -> float:
