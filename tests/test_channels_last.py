@@ -89,3 +89,20 @@ def test_resuming_with_the_other_layout_is_refused(tmp_path, one_thread):
     fit(make_model(), *loaders(), config(epochs=2), tmp_path, callbacks=[lambda info: info["epoch"] == 1])
     with pytest.raises(CheckpointError, match="channels_last: True -> False"):
         fit(make_model(), *loaders(), config(epochs=2, channels_last=False), tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("avx512", [False, True])
+def test_cli_default_follows_the_engines_layout_rule_and_a_resumed_run_keeps_its_own(tmp_path, monkeypatch, avx512):
+    import importlib
+    import json
+
+    from snnconv.cli import _config, build_parser
+
+    monkeypatch.setattr(importlib.import_module("snnconv.simulate"), "_cpu_has_avx512", lambda: avx512)
+    argv = ["train", "--model", "small_cnn", "--dataset", "digits", "--device", "cpu", "--out", str(tmp_path / "r")]
+    assert _config(build_parser().parse_args(argv)).channels_last is (not avx512)
+    assert _config(build_parser().parse_args([*argv, "--channels-last"])).channels_last is True
+    assert _config(build_parser().parse_args([*argv, "--no-channels-last"])).channels_last is False
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.json").write_text(json.dumps({"model": "small_cnn"}))  # saved before the option
+    assert _config(build_parser().parse_args([*argv, "--resume"])).channels_last is False

@@ -23,12 +23,12 @@ from snnconv.cli_args import (
     add_train_args,
     check_args,
     chunk,
+    default_channels_last,
     default_threshold_floor,
     default_warmup,
     float_list,
     levels_list,
     positive_int,
-    run_default,
 )
 from snnconv.errors import SnnconvError
 
@@ -42,6 +42,9 @@ def _config(args: argparse.Namespace):
     floor = args.threshold_floor
     if floor is None:
         floor = default_threshold_floor(Path(args.out), args.resume)
+    layout = args.channels_last
+    if layout is None:
+        layout = default_channels_last(Path(args.out), args.resume, args.device)
     return TrainConfig(
         model=args.model, dataset=args.dataset, act=args.act, levels=args.levels, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, optimizer=args.optimizer,
@@ -50,7 +53,7 @@ def _config(args: argparse.Namespace):
         qcfs_reg=args.qcfs_reg, qcfs_reg_form=args.qcfs_reg_form, sparsity=args.sparsity, init_from=args.init_from,
         init_percentile=args.init_percentile, augment=not args.no_augment, autoaugment=args.autoaugment,
         cutout=args.cutout, device=args.device, num_workers=args.num_workers, out=args.out, log=args.log,
-        channels_last=args.channels_last,
+        channels_last=layout,
     )  # fmt: skip
 
 
@@ -221,7 +224,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         model="vgg11", dataset="fashion-mnist", act="qcfs", levels=4, epochs=args.epochs, batch_size=128,
         lr=0.05, width=0.25, threshold_init=4.0, seed=args.seed, subset=args.subset, out=str(out),
         warmup_epochs=default_warmup(out, resume, args.epochs), threshold_floor=default_threshold_floor(out, resume),
-        channels_last=bool(run_default(out, resume, "channels_last", True, False)),
+        channels_last=default_channels_last(out, resume, "auto"),
     )  # fmt: skip
     started = time.perf_counter()
     print(f"[1/2] training {config.model} (width {config.width}, QCFS L={config.levels}) on Fashion-MNIST ...")
