@@ -168,7 +168,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         "--dropout",
         type=fraction,
         default=None,
-        help="classifier dropout of VGG-style models (default: the model's own; VGG: 0, as seed 004's code)",
+        help="classifier dropout of VGG-style models (default: the model's own; VGG: 0.5; 0 is seed 004's code)",
     )
     p.add_argument("--threshold-init", type=float, default=8.0, help="initial QCFS threshold λ")
     p.add_argument("--qcfs-reg", type=float, default=0.0, help="w_q of the QCFS regularizer (seed 000), e.g. 0.1")

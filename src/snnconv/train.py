@@ -157,7 +157,7 @@ def _saved_config(d: dict) -> dict:
     return {**defaults, **_legacy(d)}
 
 
-_OLD_VGG_DROPOUT = 0.5  # VGG-11/16's classifier dropout before it followed the QCFS reference (0)
+_OLD_VGG_DROPOUT = 0.5  # VGG-11/16's classifier dropout of runs saved before the key was recorded
 
 
 def _legacy(d: dict) -> dict:
