@@ -8,13 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source results/bitserial/common.sh
 for name in ${MODELS:-small_cnn}; do
-  M=$name; [ $name = vgg16 ] && M="vgg16 --width 0.25"
   for T in 2 3 4; do
-    L=$(( (1 << T) - 1 ))
-    run=runs/bitserial/${name}_L${L}
-    train $run --model $M $COMMON --levels $L
+    exact_run $name $T
     for rule in refine pad; do
-      $S evaluate $run --method bitserial --T $T,$((T + 2)),$((T + 4)) --extra-steps $rule --subset ${SUBSET:-2000} \
+      $S evaluate $RUN --method bitserial --T $T,$((T + 2)),$((T + 4)) --extra-steps $rule --subset ${SUBSET:-2000} \
         --json $OUT/${name}_L${L}_extra_${rule}.json | tee $OUT/${name}_L${L}_extra_${rule}.txt
     done
   done

@@ -7,13 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source results/bitserial/common.sh
 for name in ${MODELS:-small_cnn}; do
-  M=$name; [ $name = vgg16 ] && M="vgg16 --width 0.25"
+  M=$(model_args $name)
   for T in 2 3 4; do
-    L=$(( (1 << T) - 1 ))
-    run=runs/bitserial/${name}_L${L}
-    train $run --model $M $COMMON --levels $L
+    exact_run $name $T
     f64=""; [ $T -eq 3 ] && f64="--float64"   # float64 (exact equality) at T = 3; float32 elsewhere
-    $S evaluate $run --method bitserial --T $T $f64 --json $OUT/${name}_L${L}_T${T}.json | tee $OUT/${name}_L${L}_T${T}.txt
+    $S evaluate $RUN --method bitserial --T $T $f64 --json $OUT/${name}_L${L}_T${T}.json | tee $OUT/${name}_L${L}_T${T}.txt
   done
   $S evaluate runs/bitserial/${name}_L7 --method bitserial --T 2,3 --subset 2000 --ablation all \
     --json $OUT/${name}_ablation.json | tee $OUT/${name}_ablation.txt

@@ -19,7 +19,8 @@ from pathlib import Path
 from snnconv import jsonio
 from snnconv._deps import tqdm
 from snnconv.errors import SnnconvError
-from snnconv.train import _RUNTIME_KEYS, TrainConfig
+from snnconv.rundir import RUNTIME_KEYS
+from snnconv.train import TrainConfig
 
 
 @dataclass
@@ -50,8 +51,8 @@ def _comparable(spec: dict) -> dict:
 
     So a sweep resumes after snnconv gained a config field (with a default) or when only device/log/workers change.
     """
-    base = {k: v for k, v in spec.get("base", {}).items() if k not in _RUNTIME_KEYS}
-    defaults = {k: v for k, v in TrainConfig(model="", dataset="").to_dict().items() if k not in _RUNTIME_KEYS}
+    base = {k: v for k, v in spec.get("base", {}).items() if k not in RUNTIME_KEYS}
+    defaults = {k: v for k, v in TrainConfig(model="", dataset="").to_dict().items() if k not in RUNTIME_KEYS}
     return {**spec, "base": {**defaults, **base}}
 
 

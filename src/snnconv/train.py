@@ -53,12 +53,11 @@ from snnconv.layers.calibrated import COS_SHIFTS
 from snnconv.limits import check_train_bounds
 from snnconv.metrics_log import LOG_KINDS, RunLog
 from snnconv.resume import check_best, load_last, restore_history
-from snnconv.rundir import CONVERSION_KEYS, RUNTIME_KEYS, claim_run_dir
+from snnconv.rundir import CONVERSION_KEYS, claim_run_dir
 from snnconv.threshold_events import ThresholdMonitor
 
 ACTS = ACT_KINDS
 OPTIMIZERS = ("sgd", "adam")
-_RUNTIME_KEYS = RUNTIME_KEYS  # may change between resumes (includes the conversion defaults, CONVERSION_KEYS)
 #: what a config written before a key existed means by its absence: the behaviour of that time
 LEGACY_DEFAULTS: dict[str, Any] = {"extra_steps": "pad", "cos_shift": "theta", "max_spikes_per_step": None}
 
